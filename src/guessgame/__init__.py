@@ -1,0 +1,1 @@
+"""The number-guessing game, with each layer written both with threads and with asyncio."""

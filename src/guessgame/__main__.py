@@ -1,0 +1,5 @@
+import sys
+
+from guessgame.cli import main
+
+sys.exit(main())

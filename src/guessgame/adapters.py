@@ -1,0 +1,133 @@
+"""A connection of one flavour, offered to a layer of the other flavour.
+
+- `BlockingFace`: an asyncio connection used by a threaded session or client. Lines
+  cross in janus queues: a reader task fills `inbox`, a writer task drains `outbox`.
+  A stream of lines is what crosses here, and janus keeps it a stream: the thread
+  never makes a round trip to the loop per line, it only waits on a queue.
+- `AsyncFace`: a blocking connection used by a session or client coroutine. Each call
+  runs in a worker thread through `Bridge.run_in_thread` (run_in_executor).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import janus
+
+from guessgame import trace
+from guessgame.aio import connection as aio
+from guessgame.bridge import Bridge
+from guessgame.protocol import GameError, PeerClosed, ProtocolError
+from guessgame.threaded import connection as threaded
+
+INBOX_LINES = 16
+"""Lines read ahead for a thread; past this the reader stops reading the socket."""
+
+
+class BlockingFace:
+    """The blocking `Lines` interface over an asyncio connection. Build it on the loop."""
+
+    def __init__(self, connection: aio.Connection, bridge: Bridge) -> None:
+        self._connection = connection
+        self._bridge = bridge
+        self.peer = connection.peer
+        self._inbox: janus.Queue[str | GameError] = janus.Queue(INBOX_LINES)
+        self._outbox: janus.Queue[str] = janus.Queue()
+        self._send_failure: PeerClosed | None = None
+        self._reader = asyncio.create_task(self._read(), name=f"reader {self.peer}")
+        self._writer = asyncio.create_task(self._write(), name=f"writer {self.peer}")
+
+    @classmethod
+    async def open(cls, bridge: Bridge, sock: socket.socket, max_line_bytes: int,
+                   idle_timeout: float | None) -> BlockingFace:
+        return cls(await aio.Connection.open(sock, max_line_bytes, idle_timeout), bridge)
+
+    @classmethod
+    async def connect(cls, bridge: Bridge, host: str, port: int, max_line_bytes: int,
+                      idle_timeout: float | None) -> BlockingFace:
+        return cls(await aio.Connection.connect(host, port, max_line_bytes, idle_timeout), bridge)
+
+    # --- the thread's side -----------------------------------------------------------
+
+    def send(self, line: str) -> None:
+        if self._send_failure is not None:
+            raise self._send_failure
+        if trace.enabled:
+            trace.crossing("janus", "thread->loop", f"send {line!r}")
+        self._outbox.sync_q.put(line)
+
+    def receive(self) -> str:
+        try:
+            item = self._inbox.sync_q.get()
+        except janus.SyncQueueShutDown:  # the reader already handed over the end
+            raise PeerClosed() from None
+        if trace.enabled:
+            trace.crossing("janus", "loop->thread", f"receive {item!r}")
+        if isinstance(item, GameError):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._bridge.run_in_loop(self._close())
+
+    # --- the loop's side -------------------------------------------------------------
+
+    async def _read(self) -> None:
+        while True:
+            item: str | GameError
+            try:
+                item = await self._connection.receive()
+                last = False
+            except ProtocolError as error:
+                item, last = error, error.closes_connection
+            except PeerClosed as gone:
+                item, last = gone, True
+            await self._inbox.async_q.put(item)
+            if last:
+                self._inbox.shutdown()  # a further receive() fails instead of waiting
+                return
+
+    async def _write(self) -> None:
+        while True:
+            try:
+                line = await self._outbox.async_q.get()
+            except janus.AsyncQueueShutDown:  # closed, and everything queued was sent
+                return
+            try:
+                await self._connection.send(line)
+            except PeerClosed as gone:
+                self._send_failure = gone
+                return
+
+    async def _close(self) -> None:
+        # Order matters: flush what the thread sent, stop reading, release janus's
+        # notifier tasks, and only then close the transport.
+        self._outbox.shutdown()
+        await self._writer
+        self._reader.cancel()
+        await asyncio.gather(self._reader, return_exceptions=True)
+        await self._inbox.aclose()
+        await self._outbox.aclose()
+        await self._connection.close()
+
+
+class AsyncFace:
+    """The asyncio `Lines` interface over a blocking connection."""
+
+    def __init__(self, connection: threaded.Connection, bridge: Bridge) -> None:
+        self._connection = connection
+        self._bridge = bridge
+        self.peer = connection.peer
+        self._thread_name = f"connection {self.peer}"
+
+    async def send(self, line: str) -> None:
+        await self._bridge.run_in_thread("connection", self._connection.send, line,
+                                         thread_name=self._thread_name)
+
+    async def receive(self) -> str:
+        return await self._bridge.run_in_thread("connection", self._connection.receive,
+                                                thread_name=self._thread_name)
+
+    async def close(self) -> None:
+        self._connection.close()  # closing a socket never blocks, so no crossing

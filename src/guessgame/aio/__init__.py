@@ -1,0 +1,1 @@
+"""The four layers written with asyncio coroutines."""

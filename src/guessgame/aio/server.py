@@ -1,0 +1,90 @@
+"""Accepts connections and gives each one its own task."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable, Coroutine
+from types import TracebackType
+from typing import Any
+
+from guessgame import netutil, trace
+from guessgame.serving import Sessions
+
+log = logging.getLogger("guessgame.server")
+
+Serve = Callable[[socket.socket, str], Coroutine[Any, Any, None]]
+"""Serves one accepted socket under a session id, in the calling task."""
+
+ACCEPT_RETRY_DELAY = 0.1
+"""After accept() fails (out of file descriptors, say), wait before trying again."""
+
+
+class Server:
+    """A listener whose acceptor task starts one session task per connection.
+
+    `stop()` returns only once the acceptor and every session task have ended.
+    """
+
+    def __init__(self, listener: socket.socket, serve: Serve, max_connections: int) -> None:
+        self._listener = listener
+        self._serve = serve
+        self._sessions = Sessions(max_connections)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._acceptor: asyncio.Task[None] | None = None
+        self.address = netutil.address(listener.getsockname())
+
+    async def start(self) -> None:
+        self._listener.setblocking(False)
+        self._acceptor = asyncio.create_task(self._accept_loop(), name="acceptor")
+
+    async def stop(self) -> None:
+        """Stop accepting, wake every session, and await every task this server started."""
+        if self._acceptor is not None:
+            self._acceptor.cancel()
+            await asyncio.gather(self._acceptor, return_exceptions=True)
+        self._listener.close()
+        self._sessions.abort_all()
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.stop()
+
+    async def _accept_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, sockaddr = await loop.sock_accept(self._listener)
+            except OSError as error:
+                log.warning("accept failed: %s", error.strerror)
+                await asyncio.sleep(ACCEPT_RETRY_DELAY)
+                continue
+            peer = netutil.address(sockaddr)
+            session_id = self._sessions.admit(sock)
+            if session_id is None:
+                log.warning("%s: refused: %d connections already", peer, self._sessions.limit)
+                with sock:
+                    netutil.try_send(sock, self._sessions.refusal())
+                continue
+            if trace.enabled:
+                trace.event("server", f"accepted {peer} as {session_id}")
+            task = asyncio.create_task(self._run_session(sock, session_id),
+                                       name=f"session {peer}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run_session(self, sock: socket.socket, session_id: str) -> None:
+        try:
+            await self._serve(sock, session_id)
+        except Exception:  # a bug, not a peer's doing: keep the traceback, keep serving
+            log.exception("%s: session failed", session_id)
+        finally:
+            sock.close()
+            self._sessions.release(session_id)

@@ -1,0 +1,46 @@
+"""The server side of the protocol for one connection, in a task."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from guessgame import protocol, trace
+from guessgame.aio.connection import Lines
+from guessgame.protocol import Event, Guesser, PeerClosed, ProtocolError
+
+log = logging.getLogger("guessgame.session")
+
+
+class Session:
+    """Feeds each received line to the guesser and carries out the step it returns."""
+
+    def __init__(self, connection: Lines, guesser: Guesser,
+                 report: Callable[[Event], None] | None = None) -> None:
+        self._connection = connection
+        self._guesser = guesser
+        self._report = report
+
+    async def run(self) -> None:
+        """Serve until the peer leaves or a line forces the connection closed."""
+        try:
+            while await self._serve_line():
+                pass
+        except PeerClosed as gone:
+            log.info("%s: %s", self._connection.peer, protocol.farewell(self._guesser, gone))
+
+    async def _serve_line(self) -> bool:
+        try:
+            step = self._guesser.handle(await self._connection.receive())
+        except ProtocolError as error:
+            step = self._guesser.refuse(error)
+        if step.event is not None:
+            if trace.enabled:
+                trace.event("session", protocol.describe(step.event))
+            if self._report is not None:
+                self._report(step.event)
+        if step.reply is not None:
+            await self._connection.send(step.reply)
+        if step.close:
+            log.info("%s: closing: %s", self._connection.peer, step.reply)
+        return not step.close

@@ -1,0 +1,154 @@
+"""The commands, each run in the world its top-level component belongs to.
+
+If the top-level component is async, asyncio.run() owns the loop in the main thread
+and the bridge adopts it. Otherwise the main thread stays a plain thread, and a loop
+thread is started only when one of the layers the command uses is async. Either way
+the process has at most one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TextIO, TypeVar
+
+from guessgame.bridge import Bridge
+from guessgame.compose import Rounds, System
+from guessgame.config import Settings
+from guessgame.host import ServerHost
+from guessgame.protocol import SEED_SCENARIO, Game, round_line
+
+T = TypeVar("T")
+log = logging.getLogger("guessgame")
+
+SERVER_PARTS = ("connection", "session", "server")
+CLIENT_PARTS = ("connection", "client")
+
+
+def run_at_stage(settings: Settings, top_is_async: bool, parts: Iterable[str],
+                 in_thread: Callable[[Bridge | None], T],
+                 in_task: Callable[[Bridge], Awaitable[T]]) -> T:
+    """Run a command's main function in the world its top-level component needs."""
+    if top_is_async:
+        return asyncio.run(_adopting(settings, in_task), debug=settings.debug)
+    needs_loop = any(getattr(settings.layers, part) for part in parts)
+    bridge = (Bridge.start_loop_thread(settings.max_workers, settings.debug)
+              if needs_loop else None)
+    try:
+        return in_thread(bridge)
+    finally:
+        if bridge is not None:
+            bridge.close()
+
+
+async def _adopting(settings: Settings, in_task: Callable[[Bridge], Awaitable[T]]) -> T:
+    bridge = Bridge.adopt_running_loop(settings.max_workers)
+    try:
+        return await in_task(bridge)
+    finally:
+        # By now every session has ended, so joining the idle workers is immediate.
+        bridge.shutdown_executors()
+
+
+def client_transcript(games: Iterable[Game], rounds: Iterable[Rounds]) -> list[str]:
+    lines = []
+    for game, played in zip(games, rounds, strict=True):
+        lines.append(game.header())
+        lines.extend(round_line(guess, decision) for guess, decision in played)
+    return lines
+
+
+# --- demo ------------------------------------------------------------------------------
+
+
+def demo(settings: Settings, seed: int | None, out: TextIO) -> int:
+    """Server and client in one process: the server's transcript as it happens, then
+    the client's. The client's lines wait for the server to stop, so the order of
+    stdout never depends on how threads or tasks were scheduled."""
+    games = SEED_SCENARIO
+
+    def write(line: str) -> None:
+        print(line, file=out)
+
+    def in_thread(bridge: Bridge | None) -> list[Rounds]:
+        with ServerHost(settings, bridge, seed=seed, write=write) as server:
+            return System(settings, bridge).play_in_thread("127.0.0.1", server.port, games)
+
+    async def in_task(bridge: Bridge) -> list[Rounds]:
+        server = ServerHost(settings, bridge, seed=seed, write=write)
+        await server.astart()
+        try:
+            return await System(settings, bridge).play_in_task("127.0.0.1", server.port, games)
+        finally:
+            await server.astop()
+
+    rounds = run_at_stage(settings, settings.layers.client, ("connection", "session",
+                          "client", "server"), in_thread, in_task)
+    for line in client_transcript(games, rounds):
+        write(line)
+    out.flush()
+    return 0
+
+
+# --- serve -----------------------------------------------------------------------------
+
+
+def serve(settings: Settings, host: str, port: int, out: TextIO, quiet: bool) -> int:
+    """Serve until SIGINT or SIGTERM; then stop everything and return 0."""
+
+    def write(line: str) -> None:
+        print(line, file=out, flush=True)
+
+    reports = None if quiet else write
+
+    def announce(server: ServerHost) -> None:
+        print(f"listening on {server.address}", file=out, flush=True)
+
+    def in_thread(bridge: Bridge | None) -> int:
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        with ServerHost(settings, bridge, host, port, write=reports) as server:
+            announce(server)
+            stop.wait()
+            log.info("stopping on signal")
+        return 0
+
+    async def in_task(bridge: Bridge) -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        server = ServerHost(settings, bridge, host, port, write=reports)
+        await server.astart()
+        try:
+            announce(server)
+            await stop.wait()
+            log.info("stopping on signal")
+        finally:
+            await server.astop()
+        return 0
+
+    return run_at_stage(settings, settings.layers.server, SERVER_PARTS, in_thread, in_task)
+
+
+# --- play ------------------------------------------------------------------------------
+
+
+def play(settings: Settings, host: str, port: int, game: Game, out: TextIO) -> int:
+    """One game against any server; errors propagate as GameError or OSError."""
+
+    def in_thread(bridge: Bridge | None) -> list[Rounds]:
+        return System(settings, bridge).play_in_thread(host, port, (game,))
+
+    async def in_task(bridge: Bridge) -> list[Rounds]:
+        return await System(settings, bridge).play_in_task(host, port, (game,))
+
+    rounds = run_at_stage(settings, settings.layers.client, CLIENT_PARTS, in_thread, in_task)
+    for line in client_transcript((game,), rounds):
+        print(line, file=out)
+    out.flush()
+    return 0

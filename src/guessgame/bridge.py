@@ -1,0 +1,198 @@
+"""Crossings between threads and the process's one event loop.
+
+Each crossing is named by its direction:
+
+- `Bridge.run_in_loop(coro)`: a thread runs a coroutine on the loop and waits for it
+  (asyncio.run_coroutine_threadsafe).
+- `await Bridge.run_in_thread(fn, ...)`: a coroutine runs blocking code in a worker
+  thread (loop.run_in_executor).
+
+Streams of items cross in janus queues; see adapters.py and reports.py.
+
+Misuse fails with a sentence instead of a hang: waiting on the loop from the loop's own
+thread, or on a loop that is closed or stopped, raises BridgeError. A call still waiting
+when the loop stops is failed, not left hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, Final, TypeVar
+
+from guessgame import trace
+
+T = TypeVar("T")
+
+LOOP_THREAD_NAME: Final = "event-loop"
+
+
+class BridgeError(RuntimeError):
+    """A crossing that cannot complete: it would deadlock, or the loop is gone."""
+
+
+class Bridge:
+    """The process's one event loop, seen from both worlds.
+
+    Either it adopts a loop already running in the main thread (the top-level
+    component is async), or it starts a dedicated loop thread.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, thread: threading.Thread | None,
+                 max_workers: int) -> None:
+        self.loop = loop
+        self._thread = thread
+        self._loop_thread_id: int | None = None
+        self._max_workers = max_workers
+        self._executors: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
+        self._executors_lock = threading.Lock()
+        self._waiting: set[concurrent.futures.Future[Any]] = set()
+        self._waiting_lock = threading.Lock()
+
+    @classmethod
+    def adopt_running_loop(cls, max_workers: int) -> Bridge:
+        bridge = cls(asyncio.get_running_loop(), None, max_workers)
+        bridge._loop_thread_id = threading.get_ident()
+        return bridge
+
+    @classmethod
+    def start_loop_thread(cls, max_workers: int, debug: bool = False) -> Bridge:
+        loop = asyncio.new_event_loop()
+        loop.set_debug(debug)
+        ready = threading.Event()
+        thread = threading.Thread(target=cls._serve_loop, args=(loop, ready), name=LOOP_THREAD_NAME)
+        bridge = cls(loop, thread, max_workers)
+        thread.start()
+        ready.wait()
+        bridge._loop_thread_id = thread.ident
+        return bridge
+
+    @staticmethod
+    def _serve_loop(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+        asyncio.set_event_loop(loop)
+        loop.call_soon(ready.set)
+        loop.run_forever()
+
+    @property
+    def owns_thread(self) -> bool:
+        return self._thread is not None
+
+    def in_loop_thread(self) -> bool:
+        return threading.get_ident() == self._loop_thread_id
+
+    # --- thread -> loop ------------------------------------------------------------
+
+    def run_in_loop(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` on the loop and block this thread until it ends.
+
+        The coroutine runs in a copy of the caller's context, and its exception is
+        raised here with the loop-side traceback kept.
+        """
+        name = getattr(coro, "__qualname__", "coroutine")
+        if self.in_loop_thread():
+            coro.close()
+            raise BridgeError(
+                "run_in_loop() blocks until the coroutine ends, so it cannot be called "
+                "from the event loop thread; await the coroutine instead"
+            )
+        if self.loop.is_closed() or not self.loop.is_running():
+            coro.close()
+            state = "closed" if self.loop.is_closed() else "not running"
+            raise BridgeError(f"cannot run {name}(): the event loop is {state}")
+        if trace.enabled:
+            trace.crossing("run_coroutine_threadsafe", "thread->loop", name)
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        with self._waiting_lock:
+            self._waiting.add(future)
+        try:
+            return future.result()
+        finally:
+            with self._waiting_lock:
+                self._waiting.discard(future)
+
+    # --- loop -> thread ------------------------------------------------------------
+
+    async def run_in_thread(self, purpose: str, fn: Callable[..., T], *args: Any,
+                            thread_name: str | None = None) -> T:
+        """Run blocking `fn(*args)` in a worker thread serving `purpose`, and await it.
+
+        run_in_executor does not carry contextvars across, so the call runs in a copy
+        of the caller's context. The pools grow up to one worker per possible parked
+        call, so a read parked by one connection never queues another connection's.
+        """
+        if trace.enabled:
+            trace.crossing("run_in_executor", "loop->thread", getattr(fn, "__qualname__", "?"))
+        context = contextvars.copy_context()
+        call = _NamedCall(context, thread_name, fn, args)
+        return await self.loop.run_in_executor(self._executor(purpose), call)
+
+    def _executor(self, purpose: str) -> concurrent.futures.ThreadPoolExecutor:
+        executor = self._executors.get(purpose)
+        if executor is None:
+            with self._executors_lock:
+                executor = self._executors.setdefault(
+                    purpose,
+                    concurrent.futures.ThreadPoolExecutor(
+                        self._max_workers, thread_name_prefix=f"blocking-{purpose}"
+                    ),
+                )
+        return executor
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    def shutdown_executors(self) -> None:
+        """Join every worker. Call once no session can still be parked in one."""
+        with self._executors_lock:
+            executors, self._executors = list(self._executors.values()), {}
+        for executor in executors:
+            executor.shutdown(wait=True)
+
+    def close(self) -> None:
+        """Stop and close an owned loop thread, failing any call still waiting on it."""
+        self.shutdown_executors()
+        if self._thread is None:
+            return
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        with self._waiting_lock:
+            stranded, self._waiting = list(self._waiting), set()
+        for future in stranded:
+            if not future.done():
+                future.set_exception(BridgeError("the event loop stopped before the call ended"))
+        _cancel_leftovers(self.loop)
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
+
+
+class _NamedCall:
+    """Runs a blocking call in the caller's context, under a telling thread name."""
+
+    __slots__ = ("args", "context", "fn", "name")
+
+    def __init__(self, context: contextvars.Context, name: str | None,
+                 fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.context, self.name, self.fn, self.args = context, name, fn, args
+
+    def __call__(self) -> Any:
+        if self.name is None:
+            return self.context.run(self.fn, *self.args)
+        thread = threading.current_thread()
+        pool_name, thread.name = thread.name, self.name
+        try:
+            return self.context.run(self.fn, *self.args)
+        finally:
+            thread.name = pool_name
+
+
+def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
+    # Mirrors asyncio.run(): nothing should be left, but if something is, cancel it
+    # and let it finish rather than have it "destroyed while pending".
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))

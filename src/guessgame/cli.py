@@ -1,0 +1,160 @@
+"""The `guessgame` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import resource
+import sys
+from collections.abc import Sequence
+
+from guessgame import app, config, trace
+from guessgame.config import ConfigError, Settings
+from guessgame.protocol import Game, GameError
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("stage and diagnostics")
+    pick = group.add_mutually_exclusive_group()
+    pick.add_argument("--stage", metavar="NAME",
+                      help="run at this named stage instead of the config's current one")
+    pick.add_argument("--async", dest="layers", metavar="LAYERS",
+                      help="run these layers as coroutines and the rest as threads: a "
+                           "comma-separated subset of connection,session,client,server, "
+                           "or none, or all")
+    group.add_argument("--config", metavar="PATH",
+                       help=f"config file (default: ${config.CONFIG_ENV}, ./{config.DEFAULT_NAME}, "
+                            "else the packaged default)")
+    group.add_argument("--trace", action="store_true", default=None,
+                       help="write one tab-separated line per layer call and bridge crossing "
+                            "to stderr: time, thread, task, session, layer, event")
+    group.add_argument("--debug", action="store_true", default=None,
+                       help="asyncio debug mode, slow-callback logging, and no timeouts, so "
+                            "that a paused debugger does not make the other side give up")
+    group.add_argument("-q", "--quiet", action="store_true",
+                       help="log only warnings and errors on stderr")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="guessgame",
+        description="The number-guessing game, with each layer as threads or coroutines.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", parents=[common], help="server and client in one process",
+                               description="Play the two-game scenario with server and "
+                                           "client in one process, and print both transcripts.")
+    demo.add_argument("--seed", type=int, help="seed the server's guesses; the same seed "
+                                               "prints the same transcript at every stage")
+
+    serve = commands.add_parser("serve", parents=[common], help="serve until SIGINT or SIGTERM",
+                                description="Serve games. The first line of stdout is "
+                                            "`listening on HOST:PORT`.")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=0, help="port to listen on; 0 picks a free one")
+    serve.add_argument("--no-reports", action="store_true",
+                       help="do not print the transcript of each game on stdout")
+
+    play = commands.add_parser("play", parents=[common], help="play one game against a server",
+                               description="Play one game against any server of the protocol.")
+    play.add_argument("--host", default="127.0.0.1", help="server address")
+    play.add_argument("--port", type=int, required=True, help="server port")
+    play.add_argument("--lower", type=int, default=1, help="lowest number of the range")
+    play.add_argument("--upper", type=int, default=5, help="highest number of the range")
+    play.add_argument("--secret", type=int, default=3, help="the number the server must find")
+    play.add_argument("--guesses", type=int, default=5, help="how many guesses the server gets")
+
+    commands.add_parser("stages", parents=[common], help="list the stages in the config",
+                        description="List every stage in the config with its async layers, "
+                                    "and mark the current one.")
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    settings = config.load(args.config, args.stage, args.layers)
+    changes = {key: value for key in ("trace", "debug")
+               if (value := getattr(args, key)) is not None}
+    return settings.with_options(**changes)
+
+
+def configure_logging(quiet: bool) -> None:
+    handler = logging.StreamHandler()
+    handler.addFilter(_add_session)
+    handler.setFormatter(logging.Formatter("guessgame%(session)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def _add_session(record: logging.LogRecord) -> bool:
+    session = trace.SESSION_ID.get()
+    record.session = "" if session == "-" else f" {session}"
+    return True
+
+
+def raise_fd_limit() -> None:
+    """Each connection holds a descriptor; allow as many as the system lets us."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def list_stages(settings: Settings) -> int:
+    print(f"stages in {settings.source}:")
+    for name, layers in settings.stages.items():
+        mark = "*" if name == settings.stage else " "
+        print(f"{mark} {name:<20} async: {', '.join(layers.names) or 'none'}")
+    if settings.stage not in settings.stages:
+        print(f"* {'(--async)':<20} async: {', '.join(settings.layers.names) or 'none'}")
+    return 0
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "stages":
+        return list_stages(settings)
+    logging.getLogger("guessgame").info("%s", settings.describe())
+    if settings.trace:
+        trace.add_sink(trace.stream_sink())
+    if args.command == "demo":
+        return app.demo(settings, args.seed, sys.stdout)
+    if args.command == "serve":
+        raise_fd_limit()
+        return app.serve(settings, args.host, args.port, sys.stdout, args.no_reports)
+    game = Game(args.lower, args.upper, args.secret, args.guesses)
+    return app.play(settings, args.host, args.port, game, sys.stdout)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.quiet)
+    try:
+        settings = settings_from(args)
+        if args.command == "play":
+            Game(args.lower, args.upper, args.secret, args.guesses)
+    except ConfigError as error:
+        print(f"guessgame: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as error:
+        parser.error(str(error))
+    try:
+        return run(args, settings)
+    except (GameError, OSError) as error:
+        print(f"guessgame: {describe_failure(error)}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("guessgame: interrupted", file=sys.stderr)
+        return 130
+
+
+def describe_failure(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return f"cannot reach the server: {error.strerror}"
+    return str(error) or type(error).__name__

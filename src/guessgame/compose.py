@@ -1,0 +1,138 @@
+"""The four layers at one combination, wired with the bridges that combination needs.
+
+This is the only module that looks at which layers are async. Every crossing between
+a thread and the loop is made here or in the adapters it picks, so reading this file
+tells which bridge appears at which stage.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+
+from guessgame import adapters, netutil, trace
+from guessgame.aio import client as aio_client
+from guessgame.aio import connection as aio_connection
+from guessgame.aio import session as aio_session
+from guessgame.bridge import Bridge
+from guessgame.config import Settings
+from guessgame.protocol import Decision, Game, Guesser
+from guessgame.reports import Reports
+from guessgame.threaded import client as threaded_client
+from guessgame.threaded import connection as threaded_connection
+from guessgame.threaded import session as threaded_session
+
+Rounds = list[tuple[int, Decision]]
+
+
+class System:
+    def __init__(self, settings: Settings, bridge: Bridge | None = None,
+                 reports: Reports | None = None, seed: int | None = None) -> None:
+        if settings.layers.any_async and bridge is None:
+            raise ValueError(f"layers {settings.layers.label} need an event loop bridge")
+        self.settings = settings
+        self.layers = settings.layers
+        self._bridge = bridge
+        self._reports = reports
+        self._seed = seed
+        self._limit = settings.max_line_bytes
+        self._idle = settings.effective_idle_timeout
+
+    @property
+    def bridge(self) -> Bridge:
+        assert self._bridge is not None, "only async layers cross, and they come with a bridge"
+        return self._bridge
+
+    def _guesser(self, session_id: str) -> Guesser:
+        # Seeded per session, so a seed gives the same guesses whatever runs them.
+        seed = None if self._seed is None else f"{self._seed}/{session_id}"
+        return Guesser(random.Random(seed))
+
+    # --- server side: one session per accepted socket --------------------------------
+
+    def serve_in_thread(self, sock: socket.socket, session_id: str) -> None:
+        """Called by the threaded server, in the connection's own thread."""
+        trace.SESSION_ID.set(session_id)
+        if self.layers.session:
+            self.bridge.run_in_loop(self._async_session(sock, session_id))
+        else:
+            self._blocking_session(sock, session_id)
+
+    async def serve_in_task(self, sock: socket.socket, session_id: str) -> None:
+        """Called by the asyncio server, in the connection's own task."""
+        trace.SESSION_ID.set(session_id)
+        if self.layers.session:
+            await self._async_session(sock, session_id)
+        else:
+            await self.bridge.run_in_thread(
+                "session", self._blocking_session, sock, session_id,
+                thread_name=f"session {netutil.peer_of(sock)}",
+            )
+
+    def _blocking_session(self, sock: socket.socket, session_id: str) -> None:
+        connection: threaded_connection.Lines
+        if self.layers.connection:
+            connection = self.bridge.run_in_loop(
+                adapters.BlockingFace.open(self.bridge, sock, self._limit, self._idle))
+        else:
+            connection = threaded_connection.Connection(sock, self._limit, self._idle)
+        report = self._reports.put_from_thread if self._reports else None
+        try:
+            threaded_session.Session(connection, self._guesser(session_id), report).run()
+        finally:
+            connection.close()
+
+    async def _async_session(self, sock: socket.socket, session_id: str) -> None:
+        connection: aio_connection.Lines
+        if self.layers.connection:
+            connection = await aio_connection.Connection.open(sock, self._limit, self._idle)
+        else:
+            connection = adapters.AsyncFace(
+                threaded_connection.Connection(sock, self._limit, self._idle), self.bridge)
+        report = self._reports.put_from_loop if self._reports else None
+        try:
+            await aio_session.Session(connection, self._guesser(session_id), report).run()
+        finally:
+            await connection.close()
+
+    # --- client side -----------------------------------------------------------------
+
+    def play_in_thread(self, host: str, port: int, games: tuple[Game, ...]) -> list[Rounds]:
+        if self.layers.client:
+            return self.bridge.run_in_loop(self._async_play(host, port, games))
+        return self._blocking_play(host, port, games)
+
+    async def play_in_task(self, host: str, port: int, games: tuple[Game, ...]) -> list[Rounds]:
+        if self.layers.client:
+            return await self._async_play(host, port, games)
+        return await self.bridge.run_in_thread("client", self._blocking_play, host, port, games,
+                                               thread_name="client")
+
+    def _blocking_play(self, host: str, port: int, games: tuple[Game, ...]) -> list[Rounds]:
+        connection: threaded_connection.Lines
+        if self.layers.connection:
+            connection = self.bridge.run_in_loop(adapters.BlockingFace.connect(
+                self.bridge, host, port, self._limit, self._idle))
+        else:
+            connection = threaded_connection.Connection.connect(host, port, self._limit,
+                                                                self._idle)
+        try:
+            client = threaded_client.Client(connection)
+            return [client.play(game) for game in games]
+        finally:
+            connection.close()
+
+    async def _async_play(self, host: str, port: int, games: tuple[Game, ...]) -> list[Rounds]:
+        connection: aio_connection.Lines
+        if self.layers.connection:
+            connection = await aio_connection.Connection.connect(host, port, self._limit,
+                                                                 self._idle)
+        else:
+            connection = adapters.AsyncFace(await self.bridge.run_in_thread(
+                "connection", threaded_connection.Connection.connect, host, port, self._limit,
+                self._idle), self.bridge)
+        try:
+            client = aio_client.Client(connection)
+            return [await client.play(game) for game in games]
+        finally:
+            await connection.close()

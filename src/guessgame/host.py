@@ -1,0 +1,148 @@
+"""Runs the configured server flavour, with its report printer, from either world.
+
+A test or the CLI starts and stops a server without knowing which flavour it is:
+`start()`/`stop()` from a thread, `astart()`/`astop()` from a coroutine. Stopping
+returns only after everything the server started has ended, in this order: the
+acceptor, the sessions, the report printer, the janus queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator
+from types import TracebackType
+
+from guessgame import netutil
+from guessgame.aio import server as aio_server
+from guessgame.bridge import Bridge
+from guessgame.compose import System
+from guessgame.config import Settings
+from guessgame.reports import Reports, Write
+from guessgame.threaded import server as threaded_server
+
+LISTEN_BACKLOG = 4096
+
+
+class ServerHost:
+    def __init__(self, settings: Settings, bridge: Bridge | None, host: str = "127.0.0.1",
+                 port: int = 0, seed: int | None = None, write: Write | None = None) -> None:
+        self.settings = settings
+        self._bridge = bridge
+        self._seed = seed
+        self._write = write
+        self._listener: socket.socket | None = netutil.listen(host, port, LISTEN_BACKLOG)
+        self.address = netutil.address(self._listener.getsockname())
+        self.port: int = self._listener.getsockname()[1]
+        self._reports: Reports | None = None
+        self._threaded: threaded_server.Server | None = None
+        self._async: aio_server.Server | None = None
+
+    @property
+    def _is_async(self) -> bool:
+        return self.settings.layers.server
+
+    def _take_listener(self) -> socket.socket:
+        assert self._listener is not None, "a ServerHost starts once"
+        listener, self._listener = self._listener, None
+        return listener
+
+    # --- from a thread -------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._is_async:
+            assert self._bridge is not None
+            self._bridge.run_in_loop(self._start_async())
+        else:
+            reports = None
+            if self._write is not None:
+                reports = (Reports.without_loop(self._write) if self._bridge is None
+                           else self._bridge.run_in_loop(Reports.on_loop(self._write)))
+            self._start_threaded(reports)
+
+    def stop(self) -> None:
+        if self._is_async:
+            assert self._bridge is not None
+            self._bridge.run_in_loop(self._stop_async())
+        else:
+            self._stop_threaded()
+
+    def __enter__(self) -> ServerHost:
+        self.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # --- from a coroutine ----------------------------------------------------------
+
+    async def astart(self) -> None:
+        if self._is_async:
+            await self._start_async()
+        else:
+            reports = None if self._write is None else await Reports.on_loop(self._write)
+            self._start_threaded(reports)  # only starts threads: quick enough for the loop
+
+    async def astop(self) -> None:
+        if self._is_async:
+            await self._stop_async()
+        else:
+            assert self._bridge is not None
+            await self._bridge.run_in_thread("server", self._stop_threaded,
+                                             thread_name="server stop")
+
+    # --- the two flavours ----------------------------------------------------------
+
+    def _start_threaded(self, reports: Reports | None) -> None:
+        self._reports = reports
+        if reports is not None:
+            reports.start_thread()
+        system = System(self.settings, self._bridge, self._reports, self._seed)
+        self._threaded = threaded_server.Server(self._take_listener(), system.serve_in_thread,
+                                                self.settings.max_connections)
+        self._threaded.start()
+
+    def _stop_threaded(self) -> None:
+        if self._threaded is not None:
+            self._threaded.stop()
+        if self._reports is not None:
+            self._reports.stop_thread()
+            if self._bridge is not None:
+                self._bridge.run_in_loop(self._reports.aclose())
+
+    async def _start_async(self) -> None:
+        if self._write is not None:
+            self._reports = await Reports.on_loop(self._write)
+            await self._reports.start_task()
+        system = System(self.settings, self._bridge, self._reports, self._seed)
+        self._async = aio_server.Server(self._take_listener(), system.serve_in_task,
+                                        self.settings.max_connections)
+        await self._async.start()
+
+    async def _stop_async(self) -> None:
+        if self._async is not None:
+            await self._async.stop()
+        if self._reports is not None:
+            await self._reports.stop_task()
+            await self._reports.aclose()
+
+
+@contextlib.contextmanager
+def serving(settings: Settings, host: str = "127.0.0.1", port: int = 0,
+            seed: int | None = None, write: Write | None = None) -> Iterator[ServerHost]:
+    """Run a server in the background, for a caller that is a plain thread (a test, say).
+
+    A loop thread is started only if a server-side layer is async, and is closed after
+    the server has stopped.
+    """
+    layers = settings.layers
+    needs_loop = layers.connection or layers.session or layers.server
+    bridge = (Bridge.start_loop_thread(settings.max_workers, settings.debug)
+              if needs_loop else None)
+    try:
+        with ServerHost(settings, bridge, host, port, seed, write) as server:
+            yield server
+    finally:
+        if bridge is not None:
+            bridge.close()

@@ -1,0 +1,359 @@
+"""The game's rules and its line protocol, with no I/O.
+
+Rules for this file: nothing here touches a socket, an event loop, a thread or a
+clock. Every decision about a line - framing, decoding, parsing, validation, game
+state, the guesses themselves - is made here, once. The threaded and asyncio layers
+only move lines between a socket and these functions, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from dataclasses import dataclass
+from typing import Final
+
+MAX_LINE_BYTES: Final = 1024
+"""Default longest line, in bytes, counting its newline."""
+
+BOUND_LIMIT: Final = 1_000_000_000
+"""PARAMS bounds must lie within [-BOUND_LIMIT, BOUND_LIMIT]."""
+
+NEWLINE: Final = b"\n"
+
+
+class Decision(enum.Enum):
+    """How a guess compares with the previous one, as the client judges it."""
+
+    WARMER = "WARMER"
+    COLDER = "COLDER"
+    UNSURE = "UNSURE"
+    CORRECT = "CORRECT"
+    SAME = "SAME"
+
+
+# The article's clients send these words; the server accepts both vocabularies.
+SEED_WORDS: Final = {
+    "近付いた": Decision.WARMER,
+    "遠ざかった": Decision.COLDER,
+    "不明": Decision.UNSURE,
+    "正解!": Decision.CORRECT,
+    "前回と同じ": Decision.SAME,
+}
+DECISION_WORDS: Final = {d.value: d for d in Decision} | SEED_WORDS
+
+
+class GameError(Exception):
+    """Base class of every failure the game reports in one line."""
+
+
+class ProtocolError(GameError):
+    """A peer sent a line that breaks the protocol. The session answers and goes on."""
+
+    closes_connection = False
+
+
+class LineTooLong(ProtocolError):
+    """A line exceeded the limit. The rest of it is not read, so the connection closes."""
+
+    closes_connection = True
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"line longer than {limit} bytes")
+
+
+class PeerClosed(GameError):
+    """The peer closed the connection, possibly in the middle of a line."""
+
+    def __init__(self, mid_line: bool = False) -> None:
+        self.mid_line = mid_line
+        super().__init__(
+            "connection closed in the middle of a line" if mid_line else "connection closed"
+        )
+
+
+class ServerError(GameError):
+    """The server answered ERROR."""
+
+
+class TooManyConnections(ProtocolError):
+    closes_connection = True
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"server is full ({limit} connections); try again later")
+
+
+class IdleTimeout(ProtocolError):
+    closes_connection = True
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no command for {seconds:g} seconds; closing the connection")
+
+
+# --- framing -------------------------------------------------------------------------
+
+
+def frame(raw: bytes, limit: int) -> bytes:
+    """Check one bounded read (at most `limit` bytes) and return it as a complete line.
+
+    Blocking readers read with readline(limit); the asyncio reader maps its stream
+    errors onto the same three outcomes, so both flavours agree on every edge case.
+    """
+    if raw.endswith(NEWLINE):
+        return raw
+    if len(raw) >= limit:
+        raise LineTooLong(limit)
+    raise PeerClosed(mid_line=bool(raw))
+
+
+def decode(line: bytes) -> str:
+    """Turn a framed line into text, without its line ending."""
+    try:
+        return line.rstrip(b"\r\n").decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError("line is not valid UTF-8") from None
+
+
+def encode(text: str) -> bytes:
+    return text.encode("utf-8") + NEWLINE
+
+
+def error_line(error: GameError) -> str:
+    return f"ERROR {error}"
+
+
+# --- the server side: the guesser ----------------------------------------------------
+
+
+class State(enum.Enum):
+    IDLE = "no game in progress"
+    READY = "game in progress"
+    GUESSED = "guess waiting for a REPORT"
+
+
+# Which commands each state accepts, and the error for the ones it refuses. Every
+# other transition is in Guesser's handlers; keeping this as data keeps it readable.
+ACCEPTS: Final = {
+    State.IDLE: {"PARAMS"},
+    State.READY: {"PARAMS", "NUMBER"},
+    State.GUESSED: {"PARAMS", "NUMBER", "REPORT"},
+}
+REFUSALS: Final = {
+    "NUMBER": "NUMBER before PARAMS: no game in progress",
+    "REPORT": "REPORT before NUMBER: no guess to report",
+}
+ARITY: Final = {"PARAMS": 2, "NUMBER": 0, "REPORT": 1}
+
+
+@dataclass(frozen=True)
+class GameStarted:
+    lower: int
+    upper: int
+
+
+@dataclass(frozen=True)
+class Reported:
+    guess: int
+    decision: Decision
+
+
+Event = GameStarted | Reported
+
+
+def describe(event: Event) -> str:
+    """The server's transcript line for an event."""
+    if isinstance(event, GameStarted):
+        return f"server: new game {event.lower}..{event.upper}"
+    return f"server: {event.guess} is {event.decision.value}"
+
+
+@dataclass(frozen=True)
+class Step:
+    """What the session must do after one line: send `reply`, record `event`, maybe close."""
+
+    reply: str | None = None
+    event: Event | None = None
+    close: bool = False
+
+
+class Draw:
+    """Numbers from [lower, upper] in random order, never the same one twice.
+
+    A sparse Fisher-Yates shuffle: each draw is O(1) however long the game runs, and
+    memory grows with the number of guesses, not with the size of the range.
+    """
+
+    def __init__(self, lower: int, upper: int, rng: random.Random) -> None:
+        self.lower, self.upper = lower, upper
+        self._left = upper - lower + 1
+        self._moved: dict[int, int] = {}
+        self._rng = rng
+
+    def next(self) -> int:
+        if self._left == 0:
+            raise ProtocolError(f"every number from {self.lower} to {self.upper} has been guessed")
+        pick = self._rng.randrange(self._left)
+        last = self._left - 1
+        value = self._moved.get(pick, pick)
+        self._moved[pick] = self._moved.pop(last, last)
+        self._left = last
+        return self.lower + value
+
+
+def parse_bound(text: str) -> int:
+    # int() also accepts "1_0" and " 1"; the protocol wants plain decimal digits.
+    digits = text[1:] if text[:1] == "-" else text
+    if not (digits.isascii() and digits.isdigit()):
+        raise ProtocolError(f"bound {text!r} is not an integer")
+    value = int(text)
+    if abs(value) > BOUND_LIMIT:
+        raise ProtocolError(f"bound {value} is outside -{BOUND_LIMIT}..{BOUND_LIMIT}")
+    return value
+
+
+class Guesser:
+    """The server side of one connection: takes lines, returns Steps."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+        self.state = State.IDLE
+        self._draw: Draw | None = None
+        self._last: int | None = None
+
+    def handle(self, line: str) -> Step:
+        try:
+            return self._dispatch(line)
+        except ProtocolError as error:
+            return self.refuse(error)
+
+    def refuse(self, error: ProtocolError) -> Step:
+        return Step(reply=error_line(error), close=error.closes_connection)
+
+    def _dispatch(self, line: str) -> Step:
+        if not line.strip():
+            raise ProtocolError("empty line")
+        command, *args = line.split(" ")
+        if command not in ARITY:
+            raise ProtocolError(f"unknown command {command[:40]!r}")
+        if len(args) != ARITY[command]:
+            raise ProtocolError(f"{command} takes {ARITY[command]} argument(s), got {len(args)}")
+        if command not in ACCEPTS[self.state]:
+            raise ProtocolError(REFUSALS[command])
+        if command == "PARAMS":
+            return self._params(*args)
+        if command == "NUMBER":
+            return self._number()
+        return self._report(*args)
+
+    def _params(self, low: str, high: str) -> Step:
+        lower, upper = parse_bound(low), parse_bound(high)
+        if lower > upper:
+            raise ProtocolError(f"lower bound {lower} is greater than upper bound {upper}")
+        self._draw, self._last, self.state = Draw(lower, upper, self._rng), None, State.READY
+        return Step(event=GameStarted(lower, upper))
+
+    def _number(self) -> Step:
+        assert self._draw is not None  # ACCEPTS guarantees a game; not input validation
+        self._last = self._draw.next()
+        self.state = State.GUESSED
+        return Step(reply=str(self._last))
+
+    def _report(self, word: str) -> Step:
+        decision = DECISION_WORDS.get(word)
+        if decision is None:
+            raise ProtocolError(f"unknown decision {word[:40]!r}")
+        assert self._last is not None
+        self.state = State.IDLE if decision is Decision.CORRECT else State.READY
+        return Step(event=Reported(self._last, decision))
+
+
+# --- the client side: the judge ------------------------------------------------------
+
+NUMBER_REQUEST: Final = "NUMBER"
+
+
+@dataclass(frozen=True)
+class Game:
+    lower: int
+    upper: int
+    secret: int
+    guesses: int
+
+    def __post_init__(self) -> None:
+        for value in (self.lower, self.upper):
+            if abs(value) > BOUND_LIMIT:
+                raise ValueError(f"bound {value} is outside -{BOUND_LIMIT}..{BOUND_LIMIT}")
+        if self.lower > self.upper:
+            raise ValueError(f"lower bound {self.lower} is greater than upper {self.upper}")
+        if not self.lower <= self.secret <= self.upper:
+            raise ValueError(f"secret {self.secret} is outside {self.lower}..{self.upper}")
+        if self.guesses < 1:
+            raise ValueError("a game needs at least one guess")
+
+    @property
+    def params_line(self) -> str:
+        return f"PARAMS {self.lower} {self.upper}"
+
+    def header(self) -> str:
+        return f"client: game {self.lower}..{self.upper}, secret {self.secret}"
+
+
+SEED_SCENARIO: Final = (Game(1, 5, 3, 5), Game(10, 15, 12, 6))
+
+
+class Judge:
+    """The client side of one game: reads guesses, decides how they compare."""
+
+    def __init__(self, game: Game) -> None:
+        self.game = game
+        self._last_distance: int | None = None
+        self.rounds: list[tuple[int, Decision]] = []
+
+    @property
+    def solved(self) -> bool:
+        return self._last_distance == 0
+
+    def read_guess(self, line: str) -> int:
+        if line.startswith("ERROR"):
+            raise ServerError(f"server answered {line[:200]!r}")
+        try:
+            guess = int(line)
+        except ValueError:
+            raise ProtocolError(f"server sent {line[:200]!r}, which is not a number") from None
+        if not self.game.lower <= guess <= self.game.upper:
+            game = self.game
+            raise ProtocolError(f"server guessed {guess}, outside {game.lower}..{game.upper}")
+        return guess
+
+    def judge(self, guess: int) -> Decision:
+        distance = abs(guess - self.game.secret)
+        last, self._last_distance = self._last_distance, distance
+        if distance == 0:
+            decision = Decision.CORRECT
+        elif last is None:
+            decision = Decision.UNSURE
+        elif distance < last:
+            decision = Decision.WARMER
+        elif distance > last:
+            decision = Decision.COLDER
+        else:
+            decision = Decision.SAME
+        self.rounds.append((guess, decision))
+        return decision
+
+
+def report_line(decision: Decision) -> str:
+    return f"REPORT {decision.value}"
+
+
+def round_line(guess: int, decision: Decision) -> str:
+    return f"client: {guess} is {decision.value}"
+
+
+def farewell(guesser: Guesser, gone: PeerClosed) -> str:
+    """The one log line for a peer that left: where in the game it went."""
+    if gone.mid_line:
+        return "peer closed the connection in the middle of a line"
+    if guesser.state is State.IDLE:
+        return "peer closed the connection between games"
+    return "peer closed the connection in the middle of a game"

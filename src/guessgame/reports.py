@@ -1,0 +1,87 @@
+"""The server's transcript: events flow from sessions to whatever prints them.
+
+Sessions put events from their own world (a thread or a task) without blocking; one
+printer, in the server's world, writes them in order. When the process has an event
+loop the stream is a janus queue, so either side may be a thread or a coroutine;
+without a loop (all threads) it is a plain queue.Queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import janus
+
+from guessgame import protocol, trace
+from guessgame.protocol import Event
+
+Write = Callable[[str], None]
+_END = None  # put once every session has ended; the printer stops at it
+
+
+class Reports:
+    def __init__(self, write: Write, channel: janus.Queue[Event | None] | None) -> None:
+        self._write = write
+        self._janus = channel
+        self._sync_q: Any = channel.sync_q if channel is not None else queue.Queue()
+        self._printer: threading.Thread | asyncio.Task[None] | None = None
+
+    @classmethod
+    def without_loop(cls, write: Write) -> Reports:
+        return cls(write, None)
+
+    @classmethod
+    async def on_loop(cls, write: Write) -> Reports:
+        """janus binds its async side to the running loop, so create it there."""
+        return cls(write, janus.Queue())
+
+    # --- producers -----------------------------------------------------------------
+
+    def put_from_thread(self, event: Event) -> None:
+        if trace.enabled and self._janus is not None:
+            trace.crossing("janus", "thread->printer", protocol.describe(event))
+        self._sync_q.put_nowait(event)
+
+    def put_from_loop(self, event: Event) -> None:
+        assert self._janus is not None, "a coroutine put implies a loop, hence janus"
+        if trace.enabled:
+            trace.crossing("janus", "loop->printer", protocol.describe(event))
+        self._janus.async_q.put_nowait(event)
+
+    # --- the printer, in the server's world ----------------------------------------
+
+    def start_thread(self) -> None:
+        self._printer = threading.Thread(target=self._print_from_thread, name="reports")
+        self._printer.start()
+
+    def stop_thread(self) -> None:
+        """After every session has ended: print what is left, then join the printer."""
+        self._sync_q.put_nowait(_END)
+        assert isinstance(self._printer, threading.Thread)
+        self._printer.join()
+
+    def _print_from_thread(self) -> None:
+        while (event := self._sync_q.get()) is not _END:
+            self._write(protocol.describe(event))
+
+    async def start_task(self) -> None:
+        self._printer = asyncio.create_task(self._print_in_task(), name="reports")
+
+    async def stop_task(self) -> None:
+        assert self._janus is not None and isinstance(self._printer, asyncio.Task)
+        self._janus.async_q.put_nowait(_END)
+        await self._printer
+
+    async def _print_in_task(self) -> None:
+        assert self._janus is not None
+        while (event := await self._janus.async_q.get()) is not _END:
+            self._write(protocol.describe(event))
+
+    async def aclose(self) -> None:
+        """Release janus's notifier tasks; it must run on the loop, after the printer stops."""
+        if self._janus is not None:
+            await self._janus.aclose()

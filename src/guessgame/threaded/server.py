@@ -1,0 +1,108 @@
+"""Accepts connections and gives each one its own thread."""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import socket
+import threading
+from collections.abc import Callable
+from types import TracebackType
+
+from guessgame import netutil, trace
+from guessgame.serving import Sessions
+
+log = logging.getLogger("guessgame.server")
+
+Serve = Callable[[socket.socket, str], None]
+"""Serves one accepted socket under a session id, in the calling thread."""
+
+
+class Server:
+    """A listener whose acceptor thread starts one session thread per connection.
+
+    `stop()` returns only once the acceptor and every session thread have ended.
+    """
+
+    def __init__(self, listener: socket.socket, serve: Serve, max_connections: int) -> None:
+        self._listener = listener
+        self._serve = serve
+        self._sessions = Sessions(max_connections)
+        self._threads: set[threading.Thread] = set()
+        self._threads_lock = threading.Lock()
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._acceptor: threading.Thread | None = None
+        self.address = netutil.address(listener.getsockname())
+
+    def start(self) -> None:
+        self._listener.setblocking(False)
+        self._acceptor = threading.Thread(target=self._accept_loop, name="acceptor")
+        self._acceptor.start()
+
+    def stop(self) -> None:
+        """Stop accepting, wake every session, and join every thread this server started."""
+        self._wake_writer.send(b"x")
+        if self._acceptor is not None:
+            self._acceptor.join()
+        self._listener.close()
+        self._wake_reader.close()
+        self._wake_writer.close()
+        self._sessions.abort_all()
+        with self._threads_lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join()
+
+    def __enter__(self) -> Server:
+        self.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def _accept_loop(self) -> None:
+        # select() on the listener and a wake-up socket: closing a listener from another
+        # thread does not reliably wake a thread blocked in accept().
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._listener, selectors.EVENT_READ)
+            selector.register(self._wake_reader, selectors.EVENT_READ)
+            while True:
+                for key, _ in selector.select():
+                    if key.fileobj is self._wake_reader:
+                        return
+                    self._accept_one()
+
+    def _accept_one(self) -> None:
+        try:
+            sock, sockaddr = self._listener.accept()
+        except BlockingIOError:  # the peer gave up between select() and accept()
+            return
+        except OSError as error:
+            log.warning("accept failed: %s", error.strerror)
+            return
+        peer = netutil.address(sockaddr)
+        session_id = self._sessions.admit(sock)
+        if session_id is None:
+            log.warning("%s: refused: %d connections already", peer, self._sessions.limit)
+            with sock:
+                netutil.try_send(sock, self._sessions.refusal())
+            return
+        if trace.enabled:
+            trace.event("server", f"accepted {peer} as {session_id}")
+        thread = threading.Thread(target=self._run_session, args=(sock, session_id),
+                                  name=f"session {peer}")
+        with self._threads_lock:
+            self._threads.add(thread)
+        thread.start()
+
+    def _run_session(self, sock: socket.socket, session_id: str) -> None:
+        try:
+            self._serve(sock, session_id)
+        except Exception:  # a bug, not a peer's doing: keep the traceback, keep serving
+            log.exception("%s: session failed", session_id)
+        finally:
+            sock.close()
+            self._sessions.release(session_id)
+            with self._threads_lock:
+                self._threads.discard(threading.current_thread())

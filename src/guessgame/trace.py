@@ -1,0 +1,82 @@
+"""An optional trace of what runs where: one record per layer call and bridge crossing.
+
+Each record holds a monotonic timestamp, the thread name, the task name (or `-`), the
+session id (or `-`), the layer and the event. Call sites check `trace.enabled` first,
+so with tracing off nothing is formatted or collected on the hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import NamedTuple, TextIO
+
+enabled = False
+
+SESSION_ID: ContextVar[str] = ContextVar("session_id", default="-")
+"""The id of the session the current code works for, carried across every bridge."""
+
+
+class Record(NamedTuple):
+    time: float
+    thread: str
+    task: str
+    session: str
+    layer: str
+    event: str
+
+    def line(self) -> str:
+        return "\t".join((f"{self.time:.6f}", self.thread, self.task, self.session,
+                          self.layer, self.event))
+
+
+Sink = Callable[[Record], None]
+_sinks: list[Sink] = []
+_lock = threading.Lock()
+
+
+def _task_name() -> str:
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no loop runs in this thread
+        return "-"
+    return task.get_name() if task is not None else "-"
+
+
+def event(layer: str, what: str) -> None:
+    record = Record(time.monotonic(), threading.current_thread().name, _task_name(),
+                    SESSION_ID.get(), layer, what)
+    with _lock:
+        for sink in _sinks:
+            sink(record)
+
+
+def crossing(mechanism: str, direction: str, what: str) -> None:
+    event("bridge", f"{mechanism} {direction} {what}")
+
+
+def add_sink(sink: Sink) -> None:
+    global enabled
+    with _lock:
+        _sinks.append(sink)
+        enabled = True
+
+
+def remove_sink(sink: Sink) -> None:
+    global enabled
+    with _lock:
+        _sinks.remove(sink)
+        enabled = bool(_sinks)
+
+
+def stream_sink(stream: TextIO | None = None) -> Sink:
+    def write(record: Record) -> None:
+        out = stream or sys.stderr  # looked up late so that redirections apply
+        out.write(record.line() + "\n")
+        out.flush()
+
+    return write

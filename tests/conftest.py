@@ -1,0 +1,63 @@
+"""Run every stage-dependent test at every layer combination.
+
+A test that takes the `layers` fixture runs once per combination, all 16 by default,
+with the combination in its id. `pytest --stage NAME` or `pytest --async LAYERS` picks
+one. The stages are read from the repository's guessgame.toml.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from guessgame import config
+from guessgame.config import Layers, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "guessgame.toml"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("guessgame")
+    group.addoption("--stage", metavar="NAME", help="run stage tests only at this named stage")
+    group.addoption("--async", dest="async_layers", metavar="LAYERS",
+                    help="run stage tests only at this combination (e.g. connection,session)")
+
+
+def selected_layers(pytest_config: pytest.Config) -> list[Layers]:
+    stage = pytest_config.getoption("stage")
+    layers = pytest_config.getoption("async_layers")
+    if stage or layers:
+        return [config.load(str(CONFIG), stage, layers).layers]
+    return Layers.every()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    picked = selected_layers(config)
+    return f"guessgame: {CONFIG}, {len(picked)} layer combination(s)"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "layers" in metafunc.fixturenames:
+        picked = selected_layers(metafunc.config)
+        metafunc.parametrize("layers", picked, ids=[layers.label for layers in picked])
+
+
+@pytest.fixture
+def settings(layers: Layers) -> Settings:
+    """The repository's config, at the combination under test, with short timeouts."""
+    return config.load(str(CONFIG)).with_options(layers=layers, stage=layers.label)
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """Every thread a test's system started must have ended when the test ends."""
+    before = set(threading.enumerate())
+    yield
+    gc.collect()  # surfaces unclosed sockets as ResourceWarnings while the test still owns them
+    leaked = [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
+    assert not leaked, f"threads still running after the test: {leaked}"
