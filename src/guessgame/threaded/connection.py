@@ -28,6 +28,9 @@ class Connection:
     def __init__(self, sock: socket.socket, max_line_bytes: int,
                  idle_timeout: float | None) -> None:
         sock.settimeout(idle_timeout)
+        # Each round is a few small writes; without this, Nagle's algorithm holds one
+        # back for the peer's delayed ACK. asyncio transports set it themselves.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
         self._file = sock.makefile("rb")
         self._limit = max_line_bytes
