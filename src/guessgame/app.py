@@ -30,10 +30,13 @@ CLIENT_PARTS = ("connection", "client")
 
 def run_at_stage(settings: Settings, top_is_async: bool, parts: Iterable[str],
                  in_thread: Callable[[Bridge | None], T],
-                 in_task: Callable[[Bridge], Awaitable[T]]) -> T:
-    """Run a command's main function in the world its top-level component needs."""
+                 in_task: Callable[[Bridge], Awaitable[T]], name: str = "main") -> T:
+    """Run a command's main function in the world its top-level component needs.
+
+    `name` names asyncio.run's main task, as a debugger or the trace shows it.
+    """
     if top_is_async:
-        return asyncio.run(_adopting(settings, in_task), debug=settings.debug)
+        return asyncio.run(_adopting(settings, in_task, name), debug=settings.debug)
     needs_loop = any(getattr(settings.layers, part) for part in parts)
     bridge = (Bridge.start_loop_thread(settings.max_workers, settings.debug)
               if needs_loop else None)
@@ -44,7 +47,11 @@ def run_at_stage(settings: Settings, top_is_async: bool, parts: Iterable[str],
             bridge.close()
 
 
-async def _adopting(settings: Settings, in_task: Callable[[Bridge], Awaitable[T]]) -> T:
+async def _adopting(settings: Settings, in_task: Callable[[Bridge], Awaitable[T]],
+                    name: str) -> T:
+    task = asyncio.current_task()
+    if task is not None:  # asyncio.run() takes no name for its task
+        task.set_name(name)
     bridge = Bridge.adopt_running_loop(settings.max_workers)
     try:
         return await in_task(bridge)
@@ -86,7 +93,7 @@ def demo(settings: Settings, seed: int | None, out: TextIO) -> int:
             await server.astop()
 
     rounds = run_at_stage(settings, settings.layers.client, ("connection", "session",
-                          "client", "server"), in_thread, in_task)
+                          "client", "server"), in_thread, in_task, name="demo")
     for line in client_transcript(games, rounds):
         write(line)
     out.flush()
@@ -132,7 +139,8 @@ def serve(settings: Settings, host: str, port: int, out: TextIO, quiet: bool) ->
             await server.astop()
         return 0
 
-    return run_at_stage(settings, settings.layers.server, SERVER_PARTS, in_thread, in_task)
+    return run_at_stage(settings, settings.layers.server, SERVER_PARTS, in_thread, in_task,
+                        name="serve")
 
 
 # --- play ------------------------------------------------------------------------------
@@ -147,7 +155,8 @@ def play(settings: Settings, host: str, port: int, game: Game, out: TextIO) -> i
     async def in_task(bridge: Bridge) -> list[Rounds]:
         return await System(settings, bridge).play_in_task(host, port, (game,))
 
-    rounds = run_at_stage(settings, settings.layers.client, CLIENT_PARTS, in_thread, in_task)
+    rounds = run_at_stage(settings, settings.layers.client, CLIENT_PARTS, in_thread, in_task,
+                          name="play")
     for line in client_transcript((game,), rounds):
         print(line, file=out)
     out.flush()

@@ -21,6 +21,7 @@ import concurrent.futures
 import contextvars
 import threading
 from collections.abc import Callable, Coroutine
+from contextvars import ContextVar
 from typing import Any, Final, TypeVar
 
 from guessgame import trace
@@ -54,7 +55,9 @@ class Bridge:
 
     @classmethod
     def adopt_running_loop(cls, max_workers: int) -> Bridge:
-        bridge = cls(asyncio.get_running_loop(), None, max_workers)
+        loop = asyncio.get_running_loop()
+        _name_what_runs_on(loop)
+        bridge = cls(loop, None, max_workers)
         bridge._loop_thread_id = threading.get_ident()
         return bridge
 
@@ -62,6 +65,7 @@ class Bridge:
     def start_loop_thread(cls, max_workers: int, debug: bool = False) -> Bridge:
         loop = asyncio.new_event_loop()
         loop.set_debug(debug)
+        _name_what_runs_on(loop)
         ready = threading.Event()
         thread = threading.Thread(target=cls._serve_loop, args=(loop, ready), name=LOOP_THREAD_NAME)
         bridge = cls(loop, thread, max_workers)
@@ -89,7 +93,9 @@ class Bridge:
         """Run `coro` on the loop and block this thread until it ends.
 
         The coroutine runs in a copy of the caller's context, and its exception is
-        raised here with the loop-side traceback kept.
+        raised here with the loop-side traceback kept. Its task is named after the
+        coroutine and the waiting thread, e.g. `System._async_session from session
+        127.0.0.1:50312`, so a debugger or the trace tells whose work it is.
         """
         name = getattr(coro, "__qualname__", "coroutine")
         if self.in_loop_thread():
@@ -104,7 +110,13 @@ class Bridge:
             raise BridgeError(f"cannot run {name}(): the event loop is {state}")
         if trace.enabled:
             trace.crossing("run_coroutine_threadsafe", "thread->loop", name)
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        # run_coroutine_threadsafe takes no task name; it creates the task in a callback
+        # that runs in a copy of this context, where the task factory finds the name.
+        token = _NEXT_TASK_NAME.set(f"{name} from {threading.current_thread().name}")
+        try:
+            future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        finally:
+            _NEXT_TASK_NAME.reset(token)
         with self._waiting_lock:
             self._waiting.add(future)
         try:
@@ -165,6 +177,7 @@ class Bridge:
                 future.set_exception(BridgeError("the event loop stopped before the call ended"))
         _cancel_leftovers(self.loop)
         self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.run_until_complete(self.loop.shutdown_default_executor())
         self.loop.close()
 
 
@@ -186,6 +199,36 @@ class _NamedCall:
             return self.context.run(self.fn, *self.args)
         finally:
             thread.name = pool_name
+
+
+def _name_what_runs_on(loop: asyncio.AbstractEventLoop) -> None:
+    """Name every task, and the threads asyncio starts for itself (to resolve a host
+    name, say), so that a debugger and the trace never show `Task-N` or `asyncio_0`."""
+    loop.set_task_factory(_named_task)
+    loop.set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(thread_name_prefix="blocking-asyncio"))
+
+
+_NEXT_TASK_NAME: ContextVar[str | None] = ContextVar("next_task_name", default=None)
+"""The name run_in_loop gives the task that run_coroutine_threadsafe is about to create."""
+
+
+def _named_task(loop: asyncio.AbstractEventLoop, coro: Any,
+                context: contextvars.Context | None = None) -> asyncio.Task[Any]:
+    """The bridge's task factory, so that no task is left named `Task-N`.
+
+    A task created by run_in_loop is named after its coroutine and the waiting thread;
+    any other task created without a name (janus's notifiers, say) after its coroutine.
+    create_task(name=...) renames the task afterwards, so an explicit name still wins.
+    """
+    name = _NEXT_TASK_NAME.get()
+    if name is None:
+        return asyncio.Task(coro, loop=loop, name=getattr(coro, "__qualname__", None),
+                            context=context)
+    # The task's own context must not pass the name on to the tasks it creates.
+    own = context.copy() if context is not None else contextvars.copy_context()
+    own.run(_NEXT_TASK_NAME.set, None)
+    return asyncio.Task(coro, loop=loop, name=name, context=own)
 
 
 def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:

@@ -28,8 +28,8 @@ Rounds = list[tuple[int, Decision]]
 class System:
     def __init__(self, settings: Settings, bridge: Bridge | None = None,
                  reports: Reports | None = None, seed: int | None = None) -> None:
-        if settings.layers.any_async and bridge is None:
-            raise ValueError(f"layers {settings.layers.label} need an event loop bridge")
+        # No check for a bridge here: a server whose only async layer is the client's
+        # (or a client whose only async layers are the server's) never crosses.
         self.settings = settings
         self.layers = settings.layers
         self._bridge = bridge
@@ -40,7 +40,8 @@ class System:
 
     @property
     def bridge(self) -> Bridge:
-        assert self._bridge is not None, "only async layers cross, and they come with a bridge"
+        if self._bridge is None:
+            raise ValueError(f"layers {self.layers.label} need an event loop bridge")
         return self._bridge
 
     def _guesser(self, session_id: str) -> Guesser:
@@ -109,6 +110,10 @@ class System:
                                                thread_name="client")
 
     def _blocking_play(self, host: str, port: int, games: tuple[Game, ...]) -> list[Rounds]:
+        with trace.session(trace.CLIENT_ID):
+            return self._blocking_games(host, port, games)
+
+    def _blocking_games(self, host: str, port: int, games: tuple[Game, ...]) -> list[Rounds]:
         connection: threaded_connection.Lines
         if self.layers.connection:
             connection = self.bridge.run_in_loop(adapters.BlockingFace.connect(
@@ -123,6 +128,10 @@ class System:
             connection.close()
 
     async def _async_play(self, host: str, port: int, games: tuple[Game, ...]) -> list[Rounds]:
+        with trace.session(trace.CLIENT_ID):
+            return await self._async_games(host, port, games)
+
+    async def _async_games(self, host: str, port: int, games: tuple[Game, ...]) -> list[Rounds]:
         connection: aio_connection.Lines
         if self.layers.connection:
             connection = await aio_connection.Connection.connect(host, port, self._limit,

@@ -95,13 +95,14 @@ class ServerHost:
     # --- the two flavours ----------------------------------------------------------
 
     def _start_threaded(self, reports: Reports | None) -> None:
-        self._reports = reports
+        system = System(self.settings, self._bridge, reports, self._seed)
+        server = threaded_server.Server(self._take_listener(), system.serve_in_thread,
+                                        self.settings.max_connections)
+        # Start threads only once nothing else can fail, so a failed start leaks none.
+        self._reports, self._threaded = reports, server
         if reports is not None:
             reports.start_thread()
-        system = System(self.settings, self._bridge, self._reports, self._seed)
-        self._threaded = threaded_server.Server(self._take_listener(), system.serve_in_thread,
-                                                self.settings.max_connections)
-        self._threaded.start()
+        server.start()
 
     def _stop_threaded(self) -> None:
         if self._threaded is not None:

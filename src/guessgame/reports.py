@@ -41,15 +41,18 @@ class Reports:
 
     # --- producers -----------------------------------------------------------------
 
+    # Only a put into the other world is a crossing: a thread feeding a printer task,
+    # or a task feeding a printer thread. Within one world janus is just a queue.
+
     def put_from_thread(self, event: Event) -> None:
-        if trace.enabled and self._janus is not None:
-            trace.crossing("janus", "thread->printer", protocol.describe(event))
+        if trace.enabled and isinstance(self._printer, asyncio.Task):
+            trace.crossing("janus", "thread->loop", f"report {protocol.describe(event)}")
         self._sync_q.put_nowait(event)
 
     def put_from_loop(self, event: Event) -> None:
         assert self._janus is not None, "a coroutine put implies a loop, hence janus"
-        if trace.enabled:
-            trace.crossing("janus", "loop->printer", protocol.describe(event))
+        if trace.enabled and isinstance(self._printer, threading.Thread):
+            trace.crossing("janus", "loop->thread", f"report {protocol.describe(event)}")
         self._janus.async_q.put_nowait(event)
 
     # --- the printer, in the server's world ----------------------------------------

@@ -8,17 +8,34 @@ so with tracing off nothing is formatted or collected on the hot path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from typing import NamedTuple, TextIO
+from typing import Final, NamedTuple, TextIO
 
 enabled = False
 
 SESSION_ID: ContextVar[str] = ContextVar("session_id", default="-")
-"""The id of the session the current code works for, carried across every bridge."""
+"""The id of the session the current code works for, carried across every bridge.
+
+Server sessions are `s1`, `s2`...; a client's side of its game is `client`; code that
+works for no session (the acceptor, starting and stopping the server) shows `-`.
+"""
+
+CLIENT_ID: Final = "client"
+
+
+@contextlib.contextmanager
+def session(session_id: str) -> Iterator[None]:
+    """Run a block, in a thread or a task, on behalf of `session_id`."""
+    token = SESSION_ID.set(session_id)
+    try:
+        yield
+    finally:
+        SESSION_ID.reset(token)
 
 
 class Record(NamedTuple):
@@ -47,10 +64,22 @@ def _task_name() -> str:
     return task.get_name() if task is not None else "-"
 
 
+class Here(NamedTuple):
+    thread: str
+    task: str
+    session: str
+
+
+def here() -> Here:
+    """Which thread, task and session the calling code runs in: at a breakpoint, try
+    `p __import__("guessgame.trace").trace.here()` (or a debugger's watch on it)."""
+    return Here(threading.current_thread().name, _task_name(), SESSION_ID.get())
+
+
 def event(layer: str, what: str) -> None:
-    record = Record(time.monotonic(), threading.current_thread().name, _task_name(),
-                    SESSION_ID.get(), layer, what)
-    with _lock:
+    thread, task, session = threading.current_thread().name, _task_name(), SESSION_ID.get()
+    with _lock:  # stamped under the lock, so that every sink sees times in order
+        record = Record(time.monotonic(), thread, task, session, layer, what)
         for sink in _sinks:
             sink(record)
 

@@ -1,0 +1,32 @@
+"""What `--debug` does besides asyncio debug mode and turning timeouts off.
+
+pdb (through bdb) traces only the thread it was started in, so a breakpoint in a
+session thread, a worker thread or the loop thread would never fire. When pdb is
+tracing the main thread, `follow_pdb_into_threads()` hands its trace function to
+every thread started from then on, which is what `threading.settrace` is for.
+Other debuggers (debugpy) follow threads themselves and are left alone.
+"""
+
+from __future__ import annotations
+
+import bdb
+import logging
+import sys
+import threading
+
+
+def follow_pdb_into_threads() -> bool:
+    """If pdb traces this thread, make it trace new threads too. True if it did."""
+    tracer = sys.gettrace()
+    if not isinstance(getattr(tracer, "__self__", None), bdb.Bdb):
+        return False
+    threading.settrace(tracer)
+    return True
+
+
+def show_slow_callbacks() -> None:
+    """asyncio's debug mode reports a callback or task step that ran longer than
+    loop.slow_callback_duration (0.1 s) as a warning from the `asyncio` logger: it is
+    how a blocking call left on the loop shows up. Make sure it reaches stderr, and
+    keep out debug mode's "poll took 1000 ms" notes, which an idle server makes."""
+    logging.getLogger("asyncio").setLevel(logging.WARNING)
