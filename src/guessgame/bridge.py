@@ -56,7 +56,7 @@ class Bridge:
     @classmethod
     def adopt_running_loop(cls, max_workers: int) -> Bridge:
         loop = asyncio.get_running_loop()
-        _name_what_runs_on(loop)
+        _name_what_runs_on(loop, own_loop=False)
         bridge = cls(loop, None, max_workers)
         bridge._loop_thread_id = threading.get_ident()
         return bridge
@@ -65,20 +65,30 @@ class Bridge:
     def start_loop_thread(cls, max_workers: int, debug: bool = False) -> Bridge:
         loop = asyncio.new_event_loop()
         loop.set_debug(debug)
-        _name_what_runs_on(loop)
+        _name_what_runs_on(loop, own_loop=True)
+        bridge = cls(loop, None, max_workers)
         ready = threading.Event()
-        thread = threading.Thread(target=cls._serve_loop, args=(loop, ready), name=LOOP_THREAD_NAME)
-        bridge = cls(loop, thread, max_workers)
-        thread.start()
+        bridge._thread = threading.Thread(target=bridge._serve_loop, args=(ready,),
+                                          name=LOOP_THREAD_NAME)
+        bridge._thread.start()
         ready.wait()
-        bridge._loop_thread_id = thread.ident
         return bridge
 
-    @staticmethod
-    def _serve_loop(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
-        asyncio.set_event_loop(loop)
-        loop.call_soon(ready.set)
-        loop.run_forever()
+    def _serve_loop(self, ready: threading.Event) -> None:
+        self._loop_thread_id = threading.get_ident()
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(ready.set)
+        try:
+            self.loop.run_forever()
+        finally:
+            # The loop never runs outside its own thread, not even to be cleaned up.
+            # Callers still waiting get a BridgeError first, not a bare cancellation.
+            self._fail_stranded()
+            _cancel_leftovers(self.loop)
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.run_until_complete(self.loop.shutdown_default_executor())
+            asyncio.set_event_loop(None)
+            self.loop.close()
 
     @property
     def owns_thread(self) -> bool:
@@ -167,18 +177,16 @@ class Bridge:
         self.shutdown_executors()
         if self._thread is None:
             return
-        if self.loop.is_running():
+        if not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
+
+    def _fail_stranded(self) -> None:
         with self._waiting_lock:
             stranded, self._waiting = list(self._waiting), set()
         for future in stranded:
             if not future.done():
                 future.set_exception(BridgeError("the event loop stopped before the call ended"))
-        _cancel_leftovers(self.loop)
-        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-        self.loop.run_until_complete(self.loop.shutdown_default_executor())
-        self.loop.close()
 
 
 class _NamedCall:
@@ -201,12 +209,18 @@ class _NamedCall:
             thread.name = pool_name
 
 
-def _name_what_runs_on(loop: asyncio.AbstractEventLoop) -> None:
-    """Name every task, and the threads asyncio starts for itself (to resolve a host
-    name, say), so that a debugger and the trace never show `Task-N` or `asyncio_0`."""
+def _name_what_runs_on(loop: asyncio.AbstractEventLoop, *, own_loop: bool) -> None:
+    """Name every task, so that a debugger and the trace never show `Task-N`.
+
+    On a loop of our own, also name the threads asyncio starts for itself (to resolve
+    a host name, say). An adopted loop keeps its lazy default executor: setting one
+    would make asyncio.run() start a thread at exit just to shut it down, and the
+    all-async stage starts no thread.
+    """
     loop.set_task_factory(_named_task)
-    loop.set_default_executor(
-        concurrent.futures.ThreadPoolExecutor(thread_name_prefix="blocking-asyncio"))
+    if own_loop:
+        loop.set_default_executor(
+            concurrent.futures.ThreadPoolExecutor(thread_name_prefix="blocking-asyncio"))
 
 
 _NEXT_TASK_NAME: ContextVar[str | None] = ContextVar("next_task_name", default=None)

@@ -8,7 +8,9 @@ from typing import Any
 
 
 def address(sockaddr: Any) -> str:
-    """`host:port` for an IPv4 or IPv6 socket address."""
+    """`host:port` for an IPv4 or IPv6 socket address; a Unix socket's path as is."""
+    if not isinstance(sockaddr, tuple):
+        return str(sockaddr) or "unix"
     host, port = sockaddr[0], sockaddr[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 

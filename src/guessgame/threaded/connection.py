@@ -30,7 +30,8 @@ class Connection:
         sock.settimeout(idle_timeout)
         # Each round is a few small writes; without this, Nagle's algorithm holds one
         # back for the peer's delayed ACK. asyncio transports set it themselves.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
         self._file = sock.makefile("rb")
         self._limit = max_line_bytes

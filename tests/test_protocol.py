@@ -1,0 +1,141 @@
+"""The I/O-free core: framing, parsing, the guesser's state machine and the judge."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from guessgame import protocol
+from guessgame.protocol import (
+    BOUND_LIMIT,
+    SEED_WORDS,
+    Decision,
+    Draw,
+    Game,
+    GameStarted,
+    Guesser,
+    Judge,
+    LineTooLong,
+    PeerClosed,
+    ProtocolError,
+    Reported,
+    ServerError,
+    State,
+)
+
+
+def test_frame_accepts_a_complete_line_and_classifies_the_rest() -> None:
+    assert protocol.frame(b"NUMBER\n", 16) == b"NUMBER\n"
+    with pytest.raises(LineTooLong):
+        protocol.frame(b"x" * 16, 16)
+    with pytest.raises(PeerClosed) as partial:
+        protocol.frame(b"NUM", 16)
+    assert partial.value.mid_line
+    with pytest.raises(PeerClosed) as clean:
+        protocol.frame(b"", 16)
+    assert not clean.value.mid_line
+
+
+def test_decode_strips_either_line_ending_and_refuses_bad_utf8() -> None:
+    assert protocol.decode(b"REPORT \xe4\xb8\x8d\xe6\x98\x8e\r\n") == "REPORT 不明"
+    with pytest.raises(ProtocolError, match="UTF-8"):
+        protocol.decode(b"\xc3\x28\n")
+
+
+def test_draw_never_repeats_and_ends_with_a_clear_error() -> None:
+    draw = Draw(-2, 2, random.Random(1))
+    assert sorted(draw.next() for _ in range(5)) == [-2, -1, 0, 1, 2]
+    with pytest.raises(ProtocolError, match="every number from -2 to 2 has been guessed"):
+        draw.next()
+
+
+def test_draw_memory_grows_with_guesses_not_with_the_range() -> None:
+    # A membership list would make each draw slower as the game grows; the sparse
+    # shuffle keeps at most one remapped slot per guess, whatever the range.
+    draw = Draw(-BOUND_LIMIT, BOUND_LIMIT, random.Random(2))
+    guesses = {draw.next() for _ in range(20_000)}
+    assert len(guesses) == 20_000
+    assert len(draw._moved) <= 20_000
+
+
+def play(guesser: Guesser, *lines: str) -> list[protocol.Step]:
+    return [guesser.handle(line) for line in lines]
+
+
+def test_a_game_from_params_to_correct() -> None:
+    guesser = Guesser(random.Random(3))
+    started, number = play(guesser, "PARAMS 1 3", "NUMBER")
+    assert started == protocol.Step(event=GameStarted(1, 3))
+    guess = int(number.reply or "")
+    assert guesser.state is State.GUESSED
+    report = guesser.handle("REPORT CORRECT")
+    assert report.event == Reported(guess, Decision.CORRECT)
+    assert report.reply is None
+    assert guesser.state is State.IDLE
+
+
+@pytest.mark.parametrize(("word", "decision"), list(SEED_WORDS.items()) +
+                         [(d.value, d) for d in Decision])
+def test_both_vocabularies_of_decision_words(word: str, decision: Decision) -> None:
+    guesser = Guesser(random.Random(4))
+    steps = play(guesser, "PARAMS 1 9", "NUMBER", f"REPORT {word}")
+    assert steps[2].event == Reported(int(steps[1].reply or ""), decision)
+
+
+@pytest.mark.parametrize(("lines", "reason"), [
+    (["HELLO"], "unknown command 'HELLO'"),
+    (["PARAMS 1"], "PARAMS takes 2 argument(s), got 1"),
+    (["NUMBER 3"], "NUMBER takes 0 argument(s), got 1"),
+    (["PARAMS one 5"], "bound 'one' is not an integer"),
+    (["PARAMS 1_0 5"], "bound '1_0' is not an integer"),
+    (["PARAMS 5 1"], "lower bound 5 is greater than upper bound 1"),
+    ([f"PARAMS 0 {BOUND_LIMIT + 1}"], f"bound {BOUND_LIMIT + 1} is outside"),
+    (["NUMBER"], "NUMBER before PARAMS: no game in progress"),
+    (["PARAMS 1 5", "REPORT WARMER"], "REPORT before NUMBER: no guess to report"),
+    (["PARAMS 1 5", "NUMBER", "REPORT HOTTER"], "unknown decision 'HOTTER'"),
+    (["PARAMS 1 1", "NUMBER", "NUMBER"], "every number from 1 to 1 has been guessed"),
+    ([""], "empty line"),
+])
+def test_each_bad_line_gets_one_error_and_the_game_goes_on(lines: list[str], reason: str) -> None:
+    guesser = Guesser(random.Random(5))
+    *_, refused = play(guesser, *lines)
+    assert refused.reply is not None and refused.reply.startswith(f"ERROR {reason}")
+    assert not refused.close
+    assert guesser.handle("PARAMS 1 2").event == GameStarted(1, 2)
+
+
+def test_an_oversized_line_is_answered_and_closes() -> None:
+    step = Guesser(random.Random()).refuse(LineTooLong(1024))
+    assert step == protocol.Step(reply="ERROR line longer than 1024 bytes", close=True)
+
+
+@pytest.mark.parametrize(("guesses", "decisions"), [
+    ([3], [Decision.CORRECT]),
+    ([1, 2, 5, 4, 3], [Decision.UNSURE, Decision.WARMER, Decision.COLDER, Decision.WARMER,
+                       Decision.CORRECT]),
+    ([1, 5], [Decision.UNSURE, Decision.SAME]),
+])
+def test_judge_compares_each_guess_with_the_last(guesses: list[int],
+                                                 decisions: list[Decision]) -> None:
+    judge = Judge(Game(1, 5, 3, 5))
+    assert [judge.judge(g) for g in guesses] == decisions
+    assert judge.solved == (decisions[-1] is Decision.CORRECT)
+
+
+@pytest.mark.parametrize(("line", "error", "match"), [
+    ("ERROR server is full", ServerError, "server answered 'ERROR server is full'"),
+    ("lots", ProtocolError, "not a number"),
+    ("9", ProtocolError, "outside 1..5"),
+])
+def test_judge_refuses_a_bad_reply(line: str, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        Judge(Game(1, 5, 3, 5)).read_guess(line)
+
+
+@pytest.mark.parametrize(("args", "match"), [
+    ((5, 1, 3, 1), "greater than"), ((1, 5, 9, 1), "outside"), ((1, 5, 3, 0), "at least one"),
+])
+def test_game_validates_its_own_arguments(args: tuple[int, int, int, int], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        Game(*args)
