@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import tomllib
 from pathlib import Path
 
@@ -20,7 +21,7 @@ def test_the_repository_file_and_the_packaged_default_agree() -> None:
 def test_stages_run_from_all_threads_to_all_async_adding_one_layer_at_a_time() -> None:
     stages = list(config.load(str(CONFIG)).stages.values())
     assert stages[0] == Layers() and stages[-1] == Layers.parse("all")
-    for before, after in zip(stages, stages[1:], strict=False):
+    for before, after in itertools.pairwise(stages):
         assert set(before.names) < set(after.names)
         assert len(after.names) == len(before.names) + 1
 

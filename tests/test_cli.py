@@ -1,0 +1,72 @@
+"""The command line: stages, demo, play, help."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import pytest
+
+from conftest import CONFIG
+from guessgame import app, cli, config
+from guessgame.config import Settings
+from guessgame.host import serving
+
+
+def test_stages_lists_every_stage_and_marks_the_current_one(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["stages", "--config", str(CONFIG), "--stage", "async-session"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"stages in {CONFIG}:"
+    marked = [line for line in out if line.startswith("*")]
+    assert marked == ["* async-session        async: connection, session"]
+    assert len(out) == 1 + len(config.load(str(CONFIG)).stages)
+
+
+def test_stages_marks_a_custom_combination(capsys: pytest.CaptureFixture[str]) -> None:
+    cli.main(["stages", "--config", str(CONFIG), "--async", "client"])
+    assert capsys.readouterr().out.splitlines()[-1] == "* (--async)            async: client"
+
+
+@pytest.mark.parametrize("picked", ["none", "connection,server"])
+def test_demo_from_the_command_line_prints_the_in_process_transcript(picked: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "guessgame", "demo", "--seed", "11", "--async", picked,
+         "--config", str(CONFIG)], capture_output=True, text=True, timeout=20, check=False)
+    expected = io.StringIO()
+    app.demo(config.load(str(CONFIG), layers=picked), 11, expected)
+    assert done.returncode == 0
+    assert done.stdout == expected.getvalue()
+    first = done.stderr.splitlines()[0]
+    assert first.startswith(f"guessgame: config {CONFIG}: stage ")
+
+
+def test_play_prints_each_guess_and_its_outcome(settings: Settings,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    with serving(settings) as server:
+        code = cli.main(["play", "--port", str(server.port), "--async",
+                         ",".join(settings.layers.names) or "none", "--config", str(CONFIG),
+                         "--lower", "1", "--upper", "4", "--secret", "4", "--guesses", "4"])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert out[0] == "client: game 1..4, secret 4"
+    assert out[-1] == "client: 4 is CORRECT"
+
+
+@pytest.mark.parametrize("command", ["demo", "serve", "play", "stages"])
+def test_every_subcommand_explains_the_stage_options(command: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([command, "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--stage NAME", "--async LAYERS", "--config PATH", "--trace", "--debug"):
+        assert option in text
+
+
+def test_play_refuses_a_secret_outside_the_range(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["play", "--port", "1", "--secret", "9", "--config", str(CONFIG)])
+    assert exit_.value.code == cli.EXIT_USAGE
+    assert "secret 9 is outside 1..5" in capsys.readouterr().err
