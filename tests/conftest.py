@@ -7,7 +7,6 @@ one. The stages are read from the repository's guessgame.toml.
 
 from __future__ import annotations
 
-import gc
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,6 +57,5 @@ def no_leaked_threads() -> Iterator[None]:
     """Every thread a test's system started must have ended when the test ends."""
     before = set(threading.enumerate())
     yield
-    gc.collect()  # surfaces unclosed sockets as ResourceWarnings while the test still owns them
     leaked = [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
     assert not leaked, f"threads still running after the test: {leaked}"

@@ -43,7 +43,7 @@ CALL = {  # (caller world, callee world): how the caller waits for the callee
     ("loop", "thread"): {"run_in_executor loop->thread"},
 }
 STREAM = {  # (reader world, connection world): how lines flow besides the calls
-    ("thread", "loop"): {"janus thread->loop", "janus loop->thread"},
+    ("thread", "loop"): {"lines thread->loop", "lines loop->thread"},
 }
 
 
@@ -56,7 +56,8 @@ def calls(caller: bool, callee: bool) -> set[str]:
 
 
 def lines(user: bool, connection: bool) -> set[str]:
-    """A session or client on a connection: its calls, and janus if it streams lines."""
+    """A session or client on a connection: its calls, and the line queue if it streams
+    lines."""
     return calls(user, connection) | STREAM.get((world(user), world(connection)), set())
 
 
@@ -85,10 +86,10 @@ def expected_crossings(layers: Layers) -> dict[str, set[str]]:
 
 def test_the_rule_table_reads_as_the_migration_path() -> None:
     # One step of the path, spelled out: at async-connection a threaded session reads
-    # an asyncio connection through janus, and opens and closes it on the loop.
+    # an asyncio connection through the line queue, and opens and closes it on the loop.
     at = expected_crossings(Layers(connection=True))
-    assert at["session"] == {"run_coroutine_threadsafe thread->loop", "janus thread->loop",
-                             "janus loop->thread"}
+    assert at["session"] == {"run_coroutine_threadsafe thread->loop",
+                             "lines thread->loop", "lines loop->thread"}
     assert at["session"] == at["client"]
     none = expected_crossings(Layers())
     full = expected_crossings(Layers(True, True, True, True))
@@ -249,7 +250,7 @@ def test_loop_to_thread_carries_the_context_and_the_traceback(bridge: Bridge) ->
     bridge.run_in_loop(in_a_session())
 
 
-def test_janus_stream_raises_the_loop_side_error_in_the_thread(bridge: Bridge) -> None:
+def test_line_stream_raises_the_loop_side_error_in_the_thread(bridge: Bridge) -> None:
     with socket.create_server(("127.0.0.1", 0)) as listener:
         theirs = socket.create_connection(listener.getsockname())
         ours, _ = listener.accept()
@@ -263,7 +264,7 @@ def test_janus_stream_raises_the_loop_side_error_in_the_thread(bridge: Bridge) -
             face.close()
     # Raised by the reader task's receive() on the loop, raised again in this thread.
     names = frames(caught.value)
-    assert names[0] == "test_janus_stream_raises_the_loop_side_error_in_the_thread"
+    assert names[0] == "test_line_stream_raises_the_loop_side_error_in_the_thread"
     assert "receive" in names and "_read" in names
 
 

@@ -9,13 +9,14 @@ the process has at most one event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-import threading
-from collections.abc import Awaitable, Callable, Iterable
+import socket
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TextIO, TypeVar
 
-from guessgame.bridge import Bridge
+from guessgame.bridge import Bridge, new_event_loop
 from guessgame.compose import Rounds, System
 from guessgame.config import Settings
 from guessgame.host import ServerHost
@@ -36,9 +37,11 @@ def run_at_stage(settings: Settings, top_is_async: bool, parts: Iterable[str],
     `name` names asyncio.run's main task, as a debugger or the trace shows it.
     """
     if top_is_async:
-        return asyncio.run(_adopting(settings, in_task, name), debug=settings.debug)
+        with asyncio.Runner(debug=settings.debug,
+                            loop_factory=lambda: new_event_loop(settings.uvloop)) as runner:
+            return runner.run(_adopting(settings, in_task, name))
     needs_loop = any(getattr(settings.layers, part) for part in parts)
-    bridge = (Bridge.start_loop_thread(settings.max_workers, settings.debug)
+    bridge = (Bridge.start_loop_thread(settings.max_workers, settings.debug, settings.uvloop)
               if needs_loop else None)
     try:
         return in_thread(bridge)
@@ -115,12 +118,10 @@ def serve(settings: Settings, host: str, port: int, out: TextIO, quiet: bool) ->
         print(f"listening on {server.address}", file=out, flush=True)
 
     def in_thread(bridge: Bridge | None) -> int:
-        stop = threading.Event()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: stop.set())
-        with ServerHost(settings, bridge, host, port, write=reports) as server:
+        with stop_signals() as wait_for_signal, ServerHost(
+                settings, bridge, host, port, write=reports) as server:
             announce(server)
-            stop.wait()
+            wait_for_signal()
             log.info("stopping on signal")
         return 0
 
@@ -141,6 +142,37 @@ def serve(settings: Settings, host: str, port: int, out: TextIO, quiet: bool) ->
 
     return run_at_stage(settings, settings.layers.server, SERVER_PARTS, in_thread, in_task,
                         name="serve")
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[Callable[[], None]]:
+    """A function that blocks the main thread until SIGINT or SIGTERM arrives.
+
+    The kernel hands a process signal to any of its threads, and Python runs the handler
+    in the main thread only when that thread next wakes: parked in Event.wait(), it may
+    never wake. The wakeup fd is written whichever thread took the signal, so the main
+    thread waits on that instead. Signals that arrive before the wait are kept in it.
+    """
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    previous = {signum: signal.signal(signum, lambda *_: None) for signum in STOP_SIGNALS}
+
+    def wait() -> None:
+        while reader.recv(1)[0] not in STOP_SIGNALS:
+            pass
+
+    try:
+        yield wait
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        signal.set_wakeup_fd(previous_fd)
+        reader.close()
+        writer.close()
 
 
 # --- play ------------------------------------------------------------------------------

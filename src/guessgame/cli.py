@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import resource
 import sys
 from collections.abc import Sequence
 
-from guessgame import app, config, trace
+from guessgame import app, config, debugging, timeline, trace
+from guessgame.bench import command as bench
 from guessgame.config import ConfigError, Settings
-from guessgame.protocol import Game, GameError
+from guessgame.protocol import (
+    Game,
+    GameError,
+    IdleTimeout,
+    LineTooLong,
+    NotUTF8,
+    PeerClosed,
+)
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -32,6 +41,9 @@ def _common() -> argparse.ArgumentParser:
     group.add_argument("--trace", action="store_true", default=None,
                        help="write one tab-separated line per layer call and bridge crossing "
                             "to stderr: time, thread, task, session, layer, event")
+    group.add_argument("--timeline", metavar="FILE.json",
+                       help="write the same events as the trace to FILE.json, in Chrome "
+                            "trace-event format (open it in ui.perfetto.dev)")
     group.add_argument("--debug", action="store_true", default=None,
                        help="asyncio debug mode, slow-callback logging, and no timeouts, so "
                             "that a paused debugger does not make the other side give up")
@@ -74,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("stages", parents=[common], help="list the stages in the config",
                         description="List every stage in the config with its async layers, "
                                     "and mark the current one.")
+    bench.add_parser(commands)
     return parser
 
 
@@ -84,12 +97,20 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return settings.with_options(**changes)
 
 
+_handler: logging.Handler | None = None
+
+
 def configure_logging(quiet: bool) -> None:
-    handler = logging.StreamHandler()
-    handler.addFilter(_add_session)
-    handler.setFormatter(logging.Formatter("guessgame%(session)s: %(message)s"))
+    # main() may run many times in one process (tests do): replace the handler rather
+    # than stack another, bound to a stderr that may since have been closed.
+    global _handler
     root = logging.getLogger()
-    root.addHandler(handler)
+    if _handler is not None:
+        root.removeHandler(_handler)
+    _handler = logging.StreamHandler()
+    _handler.addFilter(_add_session)
+    _handler.setFormatter(logging.Formatter("guessgame%(session)s: %(message)s"))
+    root.addHandler(_handler)
     root.setLevel(logging.WARNING if quiet else logging.INFO)
 
 
@@ -117,11 +138,31 @@ def list_stages(settings: Settings) -> int:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "bench":
+        return bench.run_bench(args, settings)
     if args.command == "stages":
         return list_stages(settings)
-    logging.getLogger("guessgame").info("%s", settings.describe())
+    # play is a client whose failures must be one line on stderr, so it names its
+    # config only when asked to show more.
+    if args.command != "play" or settings.trace or settings.debug:
+        logging.getLogger("guessgame").info("%s", settings.describe())
     if settings.trace:
         trace.add_sink(trace.stream_sink())
+    if settings.debug:
+        debugging.show_slow_callbacks()
+        debugging.follow_pdb_into_threads()
+    if not args.timeline:
+        return run_command(args, settings)
+    picture = timeline.Timeline(f"guessgame {args.command}")
+    trace.add_sink(picture)
+    try:
+        return run_command(args, settings)
+    finally:  # also after an error or Ctrl-C: the picture shows how far it got
+        trace.remove_sink(picture)
+        picture.write(args.timeline)
+
+
+def run_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "demo":
         return app.demo(settings, args.seed, sys.stdout)
     if args.command == "serve":
@@ -147,14 +188,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args, settings)
     except (GameError, OSError) as error:
-        print(f"guessgame: {describe_failure(error)}", file=sys.stderr)
+        print(f"guessgame: {describe_failure(error, args)}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("guessgame: interrupted", file=sys.stderr)
         return 130
 
 
-def describe_failure(error: BaseException) -> str:
-    if isinstance(error, OSError) and error.strerror:
-        return f"cannot reach the server: {error.strerror}"
+def describe_failure(error: BaseException, args: argparse.Namespace) -> str:
+    """One line for a failure the user can act on. In `play` every game error is the
+    server's doing, so the line says so; the protocol's own messages speak of a line."""
+    if isinstance(error, OSError):
+        # asyncio words a refused connect differently from socket; the errno is the same.
+        reason = os.strerror(error.errno) if error.errno else str(error) or "timed out"
+        if args.command == "serve":
+            return f"cannot serve on {args.host}:{args.port}: {reason}"
+        return f"cannot reach the server: {reason}"
+    if isinstance(error, PeerClosed):
+        where = " in the middle of a line" if error.mid_line else ""
+        return f"server closed the connection{where}"
+    if isinstance(error, LineTooLong):
+        return f"server sent a line longer than {error.limit} bytes"
+    if isinstance(error, NotUTF8):
+        return "server sent a line that is not valid UTF-8"
+    if isinstance(error, IdleTimeout):
+        return f"server sent nothing for {error.seconds:g} seconds"
     return str(error) or type(error).__name__

@@ -136,8 +136,13 @@ def _read(path: Path) -> dict[str, Any]:
     except OSError as error:
         raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
-        # tomllib's message already ends with "(at line N, column M)".
-        raise ConfigError(f"{path}: malformed TOML: {error}") from None
+        # tomllib's message ends with "(at line N, column M)", except for an error at
+        # the end of the file, which gets "(at end of document)": name that line too.
+        message = str(error)
+        if message.endswith("(at end of document)"):
+            last = len(path.read_bytes().splitlines()) or 1
+            message = message.removesuffix(")") + f", line {last})"
+        raise ConfigError(f"{path}: malformed TOML: {message}") from None
 
 
 _NUMBERS: Final = {

@@ -39,6 +39,12 @@ class ServerHost:
         self._async: aio_server.Server | None = None
 
     @property
+    def open_sessions(self) -> int:
+        """Sessions being served now; tests wait on it to see that peers were let go."""
+        server = self._threaded or self._async
+        return 0 if server is None else server.open_sessions
+
+    @property
     def _is_async(self) -> bool:
         return self.settings.layers.server
 
@@ -139,7 +145,7 @@ def serving(settings: Settings, host: str = "127.0.0.1", port: int = 0,
     """
     layers = settings.layers
     needs_loop = layers.connection or layers.session or layers.server
-    bridge = (Bridge.start_loop_thread(settings.max_workers, settings.debug)
+    bridge = (Bridge.start_loop_thread(settings.max_workers, settings.debug, settings.uvloop)
               if needs_loop else None)
     try:
         with ServerHost(settings, bridge, host, port, seed, write) as server:

@@ -59,7 +59,15 @@ class LineTooLong(ProtocolError):
     closes_connection = True
 
     def __init__(self, limit: int) -> None:
+        self.limit = limit
         super().__init__(f"line longer than {limit} bytes")
+
+
+class NotUTF8(ProtocolError):
+    """A line's bytes are not UTF-8. The line is refused whole; the session goes on."""
+
+    def __init__(self) -> None:
+        super().__init__("line is not valid UTF-8")
 
 
 class PeerClosed(GameError):
@@ -87,6 +95,7 @@ class IdleTimeout(ProtocolError):
     closes_connection = True
 
     def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
         super().__init__(f"no command for {seconds:g} seconds; closing the connection")
 
 
@@ -111,7 +120,7 @@ def decode(line: bytes) -> str:
     try:
         return line.rstrip(b"\r\n").decode("utf-8")
     except UnicodeDecodeError:
-        raise ProtocolError("line is not valid UTF-8") from None
+        raise NotUTF8() from None
 
 
 def encode(text: str) -> bytes:
@@ -204,7 +213,12 @@ def parse_bound(text: str) -> int:
     # int() also accepts "1_0" and " 1"; the protocol wants plain decimal digits.
     digits = text[1:] if text[:1] == "-" else text
     if not (digits.isascii() and digits.isdigit()):
-        raise ProtocolError(f"bound {text!r} is not an integer")
+        raise ProtocolError(f"bound {text[:40]!r} is not an integer")
+    # Count digits before converting: a long line may hold thousands of them, and int()
+    # refuses more than 4300 with a ValueError.
+    if len(digits.lstrip("0")) > len(str(BOUND_LIMIT)):
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise ProtocolError(f"bound {shown} is outside -{BOUND_LIMIT}..{BOUND_LIMIT}")
     value = int(text)
     if abs(value) > BOUND_LIMIT:
         raise ProtocolError(f"bound {value} is outside -{BOUND_LIMIT}..{BOUND_LIMIT}")

@@ -33,6 +33,11 @@ class Connection:
         self._limit = max_line_bytes
         self._idle_timeout = idle_timeout
         self.peer = netutil.peer_of(writer.get_extra_info("socket"))
+        # The idle timeout: one timer per connection, pushed back lazily (see _idle_read).
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._reading: asyncio.Task[object] | None = None
+        self._timed_out = False
 
     @classmethod
     async def open(cls, sock: socket.socket, max_line_bytes: int,
@@ -59,26 +64,63 @@ class Connection:
             raise PeerClosed() from error
 
     async def receive(self) -> str:
+        cancelling = self._watch_idle()
         try:
-            if self._idle_timeout is None:
-                raw = await self._reader.readuntil(protocol.NEWLINE)
-            else:
-                async with asyncio.timeout(self._idle_timeout):
-                    raw = await self._reader.readuntil(protocol.NEWLINE)
+            raw = await self._reader.readuntil(protocol.NEWLINE)
+        except asyncio.CancelledError:
+            if self._timed_out and self._uncancel(cancelling):
+                raise IdleTimeout(self._idle_timeout or 0) from None
+            raise
         except asyncio.IncompleteReadError as error:
             raw = error.partial
         except asyncio.LimitOverrunError:
             raise LineTooLong(self._limit) from None
-        except TimeoutError:
-            raise IdleTimeout(self._idle_timeout or 0) from None
         except OSError as error:
             raise PeerClosed() from error
+        finally:
+            self._reading = None
         line = protocol.decode(protocol.frame(raw, self._limit))
         if trace.enabled:
             trace.event("connection", f"receive {line!r}")
         return line
 
+    # The idle timeout. asyncio.timeout() per line would schedule and cancel a timer for
+    # every line, and keep both alive while the connection is idle. Instead each line
+    # only moves the deadline; the one timer, when it fires early, sets itself again.
+
+    def _watch_idle(self) -> int:
+        """Start watching the read about to begin; the task's cancel count before it."""
+        if self._idle_timeout is None:
+            return 0
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + self._idle_timeout
+        if self._timer is None:
+            self._timer = loop.call_at(self._deadline, self._check_idle)
+        task = asyncio.current_task()
+        assert task is not None  # receive() is always awaited in a task
+        self._reading, self._timed_out = task, False
+        return task.cancelling()
+
+    def _uncancel(self, cancelling: int) -> bool:
+        """Take back our cancel; True if nobody else cancelled the task meanwhile."""
+        assert self._reading is not None
+        return self._reading.uncancel() <= cancelling
+
+    def _check_idle(self) -> None:
+        self._timer = None
+        if self._reading is None:  # between lines: the next receive() sets the timer
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._deadline:
+            self._timed_out = True
+            self._reading.cancel()
+        else:
+            self._timer = loop.call_at(self._deadline, self._check_idle)
+
     async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._writer.close()
         with contextlib.suppress(OSError):  # a reset peer: closed either way
             await self._writer.wait_closed()

@@ -35,6 +35,11 @@ class Server:
         self._acceptor: asyncio.Task[None] | None = None
         self.address = netutil.address(listener.getsockname())
 
+    @property
+    def open_sessions(self) -> int:
+        """Sessions admitted and not yet released; 0 once every peer has been let go."""
+        return len(self._sessions)
+
     async def start(self) -> None:
         self._listener.setblocking(False)
         self._acceptor = asyncio.create_task(self._accept_loop(), name="acceptor")
@@ -58,27 +63,35 @@ class Server:
         await self.stop()
 
     async def _accept_loop(self) -> None:
-        loop = asyncio.get_running_loop()
+        # Not loop.sock_accept(): cancelled by stop() just after it accepted, it would
+        # drop the new socket unclosed, and its peer would wait forever. Waiting only
+        # for readability and accepting with no await in between loses nothing.
         while True:
             try:
-                sock, sockaddr = await loop.sock_accept(self._listener)
+                sock, sockaddr = self._listener.accept()
+                sock.setblocking(False)
+            except BlockingIOError:  # nobody waiting: sleep until a peer connects
+                await _readable(self._listener)
+                continue
             except OSError as error:
                 log.warning("accept failed: %s", error.strerror)
                 await asyncio.sleep(ACCEPT_RETRY_DELAY)
                 continue
-            peer = netutil.address(sockaddr)
-            session_id = self._sessions.admit(sock)
-            if session_id is None:
-                log.warning("%s: refused: %d connections already", peer, self._sessions.limit)
-                with sock:
-                    netutil.try_send(sock, self._sessions.refusal())
-                continue
-            if trace.enabled:
-                trace.event("server", f"accepted {peer} as {session_id}")
-            task = asyncio.create_task(self._run_session(sock, session_id),
-                                       name=f"session {peer}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._admit(sock, netutil.address(sockaddr))
+            await asyncio.sleep(0)  # a long backlog must not keep the sessions waiting
+
+    def _admit(self, sock: socket.socket, peer: str) -> None:
+        session_id = self._sessions.admit(sock)
+        if session_id is None:
+            log.warning("%s: refused: %d connections already", peer, self._sessions.limit)
+            with sock:
+                netutil.try_send(sock, self._sessions.refusal())
+            return
+        if trace.enabled:
+            trace.event("server", f"accepted {peer} as {session_id}")
+        task = asyncio.create_task(self._run_session(sock, session_id), name=f"session {peer}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _run_session(self, sock: socket.socket, session_id: str) -> None:
         try:
@@ -88,3 +101,19 @@ class Server:
         finally:
             sock.close()
             self._sessions.release(session_id)
+
+
+async def _readable(sock: socket.socket) -> None:
+    """Return once `sock` can be read (for a listener: has a connection to accept)."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(sock.fileno(), wake)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(sock.fileno())

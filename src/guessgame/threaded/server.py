@@ -34,6 +34,11 @@ class Server:
         self._acceptor: threading.Thread | None = None
         self.address = netutil.address(listener.getsockname())
 
+    @property
+    def open_sessions(self) -> int:
+        """Sessions admitted and not yet released; 0 once every peer has been let go."""
+        return len(self._sessions)
+
     def start(self) -> None:
         self._listener.setblocking(False)
         self._acceptor = threading.Thread(target=self._accept_loop, name="acceptor")

@@ -1,0 +1,205 @@
+"""`guessgame bench`: its arguments, and the loop over stages and client counts."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from guessgame import config
+from guessgame.bench import report, runner
+from guessgame.bench.runner import Target
+from guessgame.config import ConfigError, Layers, Settings
+
+DEFAULT_CLIENTS = (1, 10, 100, 1000)
+MIN_IDLE_TIMEOUT = 120.0
+"""A bench run must not have a loaded server close a slow client as idle."""
+
+
+def add_parser(commands: Any) -> None:
+    bench = commands.add_parser(
+        "bench", help="measure every stage against two minimal servers",
+        description="Start `guessgame serve` at each stage and each client count in its own "
+                    "process, drive it from a load generator process, and report rounds/s, "
+                    "latency, server CPU per round, peak RSS and threads, as ratios to a "
+                    "thread-per-connection server and an asyncio-streams server.")
+    pick = bench.add_mutually_exclusive_group()
+    pick.add_argument("--stage", dest="bench_stages", nargs="+", action="extend",
+                      metavar="NAME", help="measure these named stages (default: every stage "
+                                           "in the config)")
+    pick.add_argument("--async", dest="bench_layers", nargs="+", action="extend",
+                      metavar="LAYERS", help="measure these layer combinations, each like "
+                                             "`connection,session`, `none` or `all`")
+    pick.add_argument("--all-combinations", action="store_true",
+                      help="measure all 16 combinations of async layers")
+    bench.add_argument("--config", metavar="PATH", help="config file to take the stages and "
+                                                        "limits from")
+    bench.add_argument("--clients", type=client_counts, metavar="N,N,...",
+                       help="concurrent client counts (default: 1,10,100,1000, or none "
+                            "with --idle)")
+    bench.add_argument("--duration", type=float, default=5.0, metavar="S",
+                       help="seconds in each measured window (default: 5)")
+    bench.add_argument("--warmup", type=float, default=1.0, metavar="S",
+                       help="seconds of load before each window (default: 1)")
+    bench.add_argument("--idle", type=int, metavar="N",
+                       help="also measure RSS per connection with N idle connections")
+    bench.add_argument("--uvloop", action="store_true",
+                       help="also measure each stage with an async server-side layer on "
+                            "uvloop's event loop (needs uvloop)")
+    bench.add_argument("--no-baselines", dest="baselines", action="store_false",
+                       help="skip the two minimal servers")
+    bench.add_argument("--out", metavar="PATH", help="write the results as JSON")
+    bench.add_argument("--plot", metavar="PATH", help="write a PNG of rounds/s and CPU per "
+                                                      "round against clients (needs matplotlib)")
+    bench.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    # The common single-valued options, absent here, so that settings load as usual.
+    bench.set_defaults(stage=None, layers=None, trace=None, debug=None)
+
+
+def client_counts(text: str) -> list[int]:
+    counts = [int(word) for word in text.split(",") if word.strip()]
+    if any(count < 1 for count in counts):
+        raise argparse.ArgumentTypeError("client counts must be positive")
+    return counts
+
+
+def targets(args: argparse.Namespace, settings: Settings) -> list[Target]:
+    if args.all_combinations:
+        picked = Layers.every()
+    elif args.bench_layers:
+        picked = [Layers.parse(text) for text in args.bench_layers]
+    elif args.bench_stages:
+        unknown = [name for name in args.bench_stages if name not in settings.stages]
+        if unknown:
+            raise ConfigError(f"--stage: unknown stage {unknown[0]!r}; stages in "
+                              f"{settings.source} are {', '.join(settings.stages)}")
+        picked = [settings.stages[name] for name in args.bench_stages]
+    else:
+        picked = list(settings.stages.values())
+    found = [Target(stage_name(layers, settings), layers) for layers in dict.fromkeys(picked)]
+    if args.uvloop:
+        found += [Target(f"{target.name}+uvloop", target.layers, uvloop=True) for target in found
+                  if target.layers and (target.layers.connection or target.layers.session
+                                        or target.layers.server)]
+    return (runner.baselines() if args.baselines else []) + found
+
+
+def stage_name(layers: Layers, settings: Settings) -> str:
+    named = [name for name, value in settings.stages.items() if value == layers]
+    # Not Layers.label: `async-server` is also the name of a stage with more layers.
+    return named[0] if named else "async=" + ("+".join(layers.names) or "none")
+
+
+def bench_config(settings: Settings, connections: int, directory: str) -> str:
+    """A copy of the config's stages with room for every client the bench will open."""
+    # 0 keeps the timeouts off, as in the config; a short one is raised.
+    idle_timeout = max(settings.idle_timeout, MIN_IDLE_TIMEOUT) if settings.idle_timeout else 0
+    lines = [
+        "[guessgame]",
+        f"max_line_bytes = {settings.max_line_bytes}",
+        f"idle_timeout = {idle_timeout}",
+        f"max_connections = {max(settings.max_connections, connections + 16)}",
+        "uvloop = {uvloop}",
+        "", "[stages]",
+    ]
+    lines += [f"{name!r} = {list(layers.names)!r}".replace("'", '"')
+              for name, layers in settings.stages.items()]
+    text = "\n".join(lines) + "\n"
+    path = Path(directory) / "bench.toml"
+    path.write_text(text.format(uvloop=str(settings.uvloop).lower()))
+    Path(runner.uvloop_config(str(path))).write_text(text.format(uvloop="true"))
+    config.load(str(path))  # fail here, not in every server process
+    return str(path)
+
+
+def run_bench(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        chosen = targets(args, settings)
+    except ConfigError as error:
+        print(f"guessgame: {error}", file=sys.stderr)
+        return 2
+    clients = args.clients if args.clients is not None else (
+        [] if args.idle else list(DEFAULT_CLIENTS))
+
+    def progress(text: str) -> None:
+        if not args.quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    cells: list[dict[str, Any]] = []
+    idle: list[dict[str, Any]] = []
+    total = len(clients) * len(chosen) + (len(chosen) if args.idle else 0)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="guessgame-bench-") as directory:
+        path = bench_config(settings, max([*clients, args.idle or 0]), directory)
+        progress(f"bench: {len(chosen)} servers x {len(clients)} client counts, "
+                 f"{args.warmup:g} s warm-up + {args.duration:g} s window each")
+        # Client counts outside, servers inside: the cells compared with each other run
+        # close together in time, so drift in the machine's load affects them alike.
+        for count in clients:
+            for target in chosen:
+                progress(f"[{len(cells) + len(idle) + 1}/{total}] {target.name} C={count} ...")
+                cell = _guarded(target, count, functools.partial(
+                    runner.measure, target, count, args.warmup, args.duration, path))
+                cells.append(cell)
+                progress("    " + summary(cell))
+        for target in chosen if args.idle else []:
+            progress(f"[{len(cells) + len(idle) + 1}/{total}] {target.name} "
+                     f"{args.idle} idle connections ...")
+            row = _guarded(target, args.idle, functools.partial(
+                runner.measure_idle, target, args.idle, path))
+            idle.append(row)
+            per = row.get("rss_per_connection_bytes")
+            progress(f"    {per / 1024:.1f} kB per connection" if per else
+                     f"    failed: {row.get('failures')}")
+    report.add_ratios(cells)
+    layers_of = {t.name: t.layers for t in chosen if t.layers is not None and not t.uvloop}
+    every = Layers(True, True, True, True)
+    all_async = next((n for n, got in layers_of.items() if got == every), "all-async")
+    all_threads = next((n for n, got in layers_of.items() if got == Layers()), "all-threads")
+    mixed = {name for name in layers_of if name not in (all_async, all_threads)}
+    checks = report.check_targets(cells, idle, all_threads, all_async, mixed)
+    document = {"machine": report.machine(), "warmup_s": args.warmup,
+                "duration_s": args.duration, "wall_s": round(time.monotonic() - started, 1),
+                "cells": cells, "idle": idle, "targets": checks,
+                "stages": {name: list(layers.names) for name, layers in layers_of.items()}}
+    if cells:
+        print(report.table(cells))
+    if idle:
+        print()
+        print(report.idle_table(idle))
+    print()
+    print(report.targets_text(checks))
+    if args.out:
+        report.write_json(args.out, document)
+    if args.plot and cells:
+        report.plot(args.plot, cells)
+    return 0
+
+
+def _guarded(target: Target, count: int,
+             measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """One cell's result; a server that cannot start is a result too, not the end."""
+    try:
+        return measure()
+    except RuntimeError as error:
+        return {"stage": target.name, "clients": count, "failed": count,
+                "failures": [str(error)]}
+
+
+def summary(cell: dict[str, Any]) -> str:
+    if cell.get("rounds") is None:
+        return f"failed: {cell.get('failures')}"
+    cpu = cell.get("server_cpu_us_per_round")
+    text = (f"{cell['rounds_per_s']:,.0f} rounds/s, p50 {cell['p50_ms']:.2f} ms, "
+            f"p99 {cell['p99_ms']:.2f} ms, {cpu or 0:.1f} µs CPU/round, "
+            f"{(cell.get('peak_rss_bytes') or 0) / 2**20:.0f} MB, "
+            f"{cell.get('peak_threads')} threads, loadgen {cell['loadgen_cpu_share']:.0%}, "
+            f"all in play after {cell.get('admit_s', 0):.1f} s")
+    if cell.get("failed") or cell.get("stalled"):
+        text += f", {cell['failed']} failed, {cell['stalled']} stalled {cell.get('failures')}"
+    return text

@@ -1,0 +1,306 @@
+"""The load generator: many clients of the protocol in one process, on asyncio Protocols.
+
+It runs in its own process so that its CPU is never counted as the server's, and it
+measures its own CPU share: a share near 100% of a core means the numbers describe the
+load generator, not the server. Protocols rather than streams, and one write per round
+(`REPORT` and the next `NUMBER` together), keep it cheap per round.
+
+Each client sends `PARAMS`, then loops NUMBER -> guess -> REPORT UNSURE. It never
+reports CORRECT, so the game never ends; it starts a fresh game every
+`ROUNDS_PER_GAME` rounds so that the server's per-game memory stays small.
+
+Throughput mode: connect, warm up, measure a window, print one JSON line on stdout.
+Idle mode (`--idle N`): open N connections that each play one round, print
+`ready <json>`, hold them until a line (or EOF) arrives on stdin, then close.
+The server's CPU time is read from /proc by this process at the window's edges, so
+the window the rounds were counted in and the window the CPU was counted in are the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+RANGE = (1, 1_000_000_000)
+ROUNDS_PER_GAME = 100
+CONNECTS_IN_FLIGHT = 256
+"""Connection attempts at once: more would overflow the listen and SYN backlogs."""
+CONNECT_TIMEOUT = 20.0
+STALL_SECONDS = 2.0
+"""A client still waiting this long for a reply when the window ends is stalled."""
+HOLD_TIMEOUT = 300.0
+"""In idle mode, give up holding the connections after this long without a word."""
+
+PARAMS = f"PARAMS {RANGE[0]} {RANGE[1]}\n".encode()
+FIRST = PARAMS + b"NUMBER\n"
+NEXT = b"REPORT UNSURE\nNUMBER\n"
+NEXT_GAME = b"REPORT UNSURE\n" + PARAMS + b"NUMBER\n"
+
+
+@dataclass
+class Run:
+    """State shared by every client of one run."""
+
+    measuring: bool = False
+    holding: bool = True  # until every client has had its first reply
+    closing: bool = False
+    latencies: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    answered: int = 0
+    everyone_answered: asyncio.Event = field(default_factory=asyncio.Event)
+    expected: int = 0
+
+
+class Client(asyncio.Protocol):
+    """One connection playing rounds as fast as the server answers."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.sent_at = 0.0
+        self.rounds = 0
+        self.window_rounds = 0
+        self.hold = False  # idle mode: play one round, then stay silent
+        self.held = False  # waiting at the start line for the other clients
+        self.failed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, only alike.
+        self.transport = cast(asyncio.Transport, transport)
+        self.sent_at = time.perf_counter()
+        self.transport.write(FIRST)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\n")
+            if end < 0:
+                return
+            line, self.buffer = self.buffer[:end], self.buffer[end + 1:]
+            self._reply(line)
+
+    def _reply(self, line: bytes) -> None:
+        now = time.perf_counter()
+        if not line[:1].isdigit():
+            self._fail(f"server answered {line[:80]!r}")
+            return
+        self.rounds += 1
+        run = self.run
+        if run.measuring:
+            self.window_rounds += 1
+            run.latencies.append(now - self.sent_at)
+        if self.rounds == 1:
+            run.answered += 1
+            if run.answered == run.expected:
+                run.everyone_answered.set()
+        if self.hold or run.closing:
+            self.sent_at = 0.0
+            return
+        if run.holding:
+            self.held, self.sent_at = True, 0.0
+            return
+        assert self.transport is not None
+        self.sent_at = now
+        self.transport.write(NEXT_GAME if self.rounds % ROUNDS_PER_GAME == 0 else NEXT)
+
+    def go(self) -> None:
+        if self.held and self.transport is not None and not self.failed:
+            self.held, self.sent_at = False, time.perf_counter()
+            self.transport.write(NEXT)
+
+    def _fail(self, why: str) -> None:
+        if not self.failed:
+            self.failed = True
+            self.run.failures.append(why)
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.run.closing and not self.failed:
+            self.failed = True
+            self.run.failures.append(f"connection lost: {exc or 'closed by the server'}")
+
+    def stalled(self, now: float) -> bool:
+        waiting = self.sent_at and now - self.sent_at > STALL_SECONDS
+        return not self.failed and (self.window_rounds == 0 or bool(waiting))
+
+
+def server_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system, every thread) the server has used so far."""
+    if pid is None:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    # After the command name: state is field 3, utime 14 and stime 15 (1-based).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+async def connect_all(host: str, port: int, count: int, run: Run,
+                      hold: bool = False) -> list[Client]:
+    loop = asyncio.get_running_loop()
+    gate = asyncio.Semaphore(CONNECTS_IN_FLIGHT)
+    run.expected = count
+
+    async def one() -> Client | None:
+        client = Client(run)
+        client.hold = hold
+        async with gate:
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    await loop.create_connection(lambda: client, host, port)
+            except (OSError, TimeoutError) as error:
+                run.failures.append(f"connect failed: {error or 'timed out'}")
+                run.expected -= 1
+                return None
+        return client
+
+    made = await asyncio.gather(*(one() for _ in range(count)))
+    if run.expected == 0 or run.answered >= run.expected:
+        run.everyone_answered.set()
+    return [client for client in made if client is not None]
+
+
+async def close_all(clients: list[Client], run: Run) -> None:
+    run.closing = True
+    for client in clients:
+        if client.transport is not None:
+            client.transport.close()
+    await asyncio.sleep(0)  # let connection_lost run before the loop closes
+
+
+async def throughput(args: argparse.Namespace) -> dict[str, Any]:
+    run = Run()
+    begun = time.perf_counter()
+    clients = await connect_all(args.host, args.port, args.clients, run)
+    # Every client plays its first round, then waits at the start line: a server that
+    # admits new connections slowly while others keep it busy would otherwise never
+    # have them all in play. How long admitting them took is reported on its own.
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            await run.everyone_answered.wait()
+    except TimeoutError:
+        pass  # the ones that never answered are counted as stalled below
+    admitted = time.perf_counter() - begun
+    run.holding = False
+    for client in clients:
+        client.go()
+    await asyncio.sleep(args.warmup)
+    started, cpu, server = time.perf_counter(), time.process_time(), server_cpu(args.server_pid)
+    run.measuring = True
+    await asyncio.sleep(args.duration)
+    run.measuring = False
+    ended = time.perf_counter()
+    cpu, server = time.process_time() - cpu, server_cpu(args.server_pid) - server
+    wall = ended - started
+    rounds = sum(client.window_rounds for client in clients)
+    stalled = sum(client.stalled(ended) for client in clients)
+    await close_all(clients, run)
+    latencies = sorted(run.latencies)
+    return {
+        "clients": args.clients,
+        "connected": len(clients),
+        "admit_s": admitted,
+        "admitted": run.answered,
+        "window_s": wall,
+        "rounds": rounds,
+        "rounds_per_s": rounds / wall,
+        "p50_ms": percentile(latencies, 0.50) * 1e3,
+        "p99_ms": percentile(latencies, 0.99) * 1e3,
+        "server_cpu_s": server,
+        "server_cpu_us_per_round": server / rounds * 1e6 if rounds else None,
+        "loadgen_cpu_share": cpu / wall,
+        "failed": len(run.failures),
+        "stalled": stalled,
+        "failures": sorted(set(run.failures))[:5],
+    }
+
+
+async def idle(args: argparse.Namespace) -> dict[str, Any]:
+    run = Run()
+    clients = await connect_all(args.host, args.port, args.idle, run, hold=True)
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT * 3):
+            await run.everyone_answered.wait()
+    except TimeoutError:
+        pass
+    answered = sum(client.rounds > 0 for client in clients)
+    report = {"idle": args.idle, "connected": len(clients), "answered": answered,
+              "failed": len(run.failures), "failures": sorted(set(run.failures))[:5]}
+    print("ready", json.dumps(report), flush=True)
+    await wait_for_stdin()
+    report["failed"] = len(run.failures)  # connections the server dropped while idle
+    await close_all(clients, run)
+    return report
+
+
+async def wait_for_stdin() -> None:
+    loop = asyncio.get_running_loop()
+    said = asyncio.Event()
+    loop.add_reader(sys.stdin.fileno(), said.set)
+    try:
+        async with asyncio.timeout(HOLD_TIMEOUT):
+            await said.wait()
+    except TimeoutError:
+        pass
+    finally:
+        loop.remove_reader(sys.stdin.fileno())
+
+
+def fastest_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed: the cheaper the load generator, the less it disturbs."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def runner_is_uvloop() -> bool:
+    return fastest_loop() is not None
+
+
+def percentile(ordered: list[float], fraction: float) -> float:
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m guessgame.bench.loadgen")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--server-pid", type=int)
+    parser.add_argument("--clients", type=int, default=1)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--idle", type=int, help="hold this many idle connections instead")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    raise_fd_limit()
+    with asyncio.Runner(loop_factory=fastest_loop()) as runner:
+        result = runner.run(idle(args) if args.idle else throughput(args))
+    result["loadgen_loop"] = "uvloop" if runner_is_uvloop() else "asyncio"
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""The bench's results as a table, a JSON document and a plot, with the targets checked."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+THREADS = "baseline-threads"
+STREAMS = "baseline-streams"
+
+# The issue's targets, as ratios of server CPU per round.
+ASYNC_VS_STREAMS = 1.25
+THREADS_VS_THREADS = 1.25
+MIXED_VS_THREADS = 3.0
+IDLE_BYTES_PER_CONNECTION = 8 * 1024
+
+
+def machine() -> dict[str, Any]:
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next((line.split(":", 1)[1].strip() for line in cpuinfo
+                          if line.startswith("model name")), "?")
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
+            "implementation": platform.python_implementation(), "system": platform.platform()}
+
+
+def add_ratios(cells: list[dict[str, Any]]) -> None:
+    """Each cell's CPU per round as a multiple of each baseline's at the same clients."""
+    cost = {(cell["stage"], cell["clients"]): cell.get("server_cpu_us_per_round")
+            for cell in cells}
+    for cell in cells:
+        for baseline, key in ((THREADS, "x_threads"), (STREAMS, "x_streams")):
+            base = cost.get((baseline, cell["clients"]))
+            mine = cell.get("server_cpu_us_per_round")
+            cell[key] = mine / base if mine and base else None
+
+
+def _num(value: Any, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}"
+
+
+def table(cells: Iterable[dict[str, Any]]) -> str:
+    """A markdown table, one row per stage and client count."""
+    head = ("stage", "clients", "rounds/s", "p50 ms", "p99 ms", "CPU µs/round", "x threads",
+            "x streams", "peak RSS MB", "peak threads", "failed", "stalled", "loadgen CPU",
+            "admit s")
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for cell in cells:
+        rss = cell.get("peak_rss_bytes")
+        share = cell.get("loadgen_cpu_share")
+        row = (cell["stage"], _num(cell["clients"]), _num(cell.get("rounds_per_s"), 0),
+               _num(cell.get("p50_ms"), 2), _num(cell.get("p99_ms"), 2),
+               _num(cell.get("server_cpu_us_per_round")), _num(cell.get("x_threads"), 2),
+               _num(cell.get("x_streams"), 2), _num(rss / 2**20 if rss else None),
+               _num(cell.get("peak_threads")), _num(cell.get("failed")),
+               _num(cell.get("stalled")), "-" if share is None else f"{share:.0%}",
+               _num(cell.get("admit_s"), 1))
+        rows.append("| " + " | ".join(row) + " |")
+    return "\n".join(rows)
+
+
+def idle_table(rows: Iterable[dict[str, Any]]) -> str:
+    head = ("stage", "idle connections", "RSS before MB", "RSS after MB", "kB per connection",
+            "threads", "failed")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        per = row.get("rss_per_connection_bytes")
+        cells = (row["stage"], _num(row["idle"]), _num(row["rss_before_bytes"] / 2**20),
+                 _num(row["rss_after_bytes"] / 2**20), _num(per / 1024 if per else None),
+                 _num(row.get("threads")), _num(row.get("failed")))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def check_targets(cells: list[dict[str, Any]], idle: list[dict[str, Any]],
+                  all_threads: str, all_async: str, mixed: set[str]) -> list[dict[str, Any]]:
+    """Each target the results can speak to: met, missed, or not measured."""
+    by = {(cell["stage"], cell["clients"]): cell for cell in cells}
+    checks: list[dict[str, Any]] = []
+
+    def check(name: str, values: list[tuple[str, Any, bool]]) -> None:
+        if not values:
+            checks.append({"target": name, "met": None, "detail": "not measured"})
+            return
+        missed = [f"{where}: {value}" for where, value, ok in values if not ok]
+        checks.append({"target": name, "met": not missed,
+                       "detail": "; ".join(missed) if missed else
+                       "; ".join(f"{where}: {value}" for where, value, _ in values)})
+
+    stages = sorted({cell["stage"] for cell in cells if not cell["stage"].startswith("baseline")})
+    check("0 failed or stalled clients at 1000 clients, every stage",
+          [(stage, f"{by[stage, 1000].get('failed')} failed, {by[stage, 1000].get('stalled')} "
+                   "stalled", by[stage, 1000].get("failed") == 0
+                   and by[stage, 1000].get("stalled") == 0)
+           for stage in stages if (stage, 1000) in by])
+    check(f"all-async <= {ASYNC_VS_STREAMS}x streams baseline CPU/round at C=100, 1000",
+          [(f"C={c}", f"{by[all_async, c]['x_streams']:.2f}x",
+            by[all_async, c]["x_streams"] <= ASYNC_VS_STREAMS)
+           for c in (100, 1000) if by.get((all_async, c), {}).get("x_streams")])
+    check(f"all-threads <= {THREADS_VS_THREADS}x thread baseline CPU/round at C=100, 1000",
+          [(f"C={c}", f"{by[all_threads, c]['x_threads']:.2f}x",
+            by[all_threads, c]["x_threads"] <= THREADS_VS_THREADS)
+           for c in (100, 1000) if by.get((all_threads, c), {}).get("x_threads")])
+    base = by.get((all_threads, 100), {}).get("server_cpu_us_per_round")
+    check(f"every mixed stage <= {MIXED_VS_THREADS}x all-threads CPU/round at C=100",
+          [(stage, f"{by[stage, 100]['server_cpu_us_per_round'] / base:.2f}x",
+            by[stage, 100]["server_cpu_us_per_round"] / base <= MIXED_VS_THREADS)
+           for stage in sorted(mixed)
+           if base and by.get((stage, 100), {}).get("server_cpu_us_per_round")])
+    check(f"all-async <= {IDLE_BYTES_PER_CONNECTION // 1024} kB RSS per idle connection",
+          [(f"{row['idle']} idle", f"{row['rss_per_connection_bytes'] / 1024:.1f} kB",
+            row["rss_per_connection_bytes"] <= IDLE_BYTES_PER_CONNECTION)
+           for row in idle if row["stage"] == all_async and row.get("rss_per_connection_bytes")])
+    check("all-async serves 10,000 concurrent clients with 0 errors",
+          [(f"C={c}", f"{cell.get('failed')} failed, {cell.get('stalled')} stalled, "
+                      f"{len(cell.get('server_errors', []))} server errors",
+            cell.get("failed") == 0 and cell.get("stalled") == 0
+            and not cell.get("server_errors"))
+           for (stage, c), cell in by.items() if stage == all_async and c >= 10_000])
+    return checks
+
+
+def targets_text(checks: list[dict[str, Any]]) -> str:
+    marks = {True: "met", False: "MISSED", None: "not measured"}
+    return "\n".join(f"- {check['target']}: **{marks[check['met']]}** ({check['detail']})"
+                     for check in checks)
+
+
+def write_json(path: str, document: dict[str, Any]) -> None:
+    Path(path).write_text(json.dumps(document, indent=2) + "\n")
+
+
+def plot(path: str, cells: list[dict[str, Any]]) -> None:
+    """Rounds/s and server CPU per round against clients, one line per stage."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise SystemExit("--plot needs matplotlib: pip install 'guessgame[bench]'") from None
+    matplotlib.use("Agg")  # a file, never a window
+    import matplotlib.pyplot as plt
+
+    stages = list(dict.fromkeys(cell["stage"] for cell in cells))
+    figure, (rate, cost) = plt.subplots(1, 2, figsize=(14, 6))
+    colours = plt.get_cmap("tab20")
+    for index, stage in enumerate(stages):
+        mine = sorted((c for c in cells if c["stage"] == stage and c.get("rounds")),
+                      key=lambda c: c["clients"])
+        if not mine:
+            continue
+        baseline = stage.startswith("baseline")
+        style = {"color": "black", "linestyle": "--" if stage == THREADS else ":",
+                 "linewidth": 2.5} if baseline else {"color": colours(index % 20)}
+        clients = [c["clients"] for c in mine]
+        rate.plot(clients, [c["rounds_per_s"] for c in mine], marker="o", label=stage, **style)
+        cost.plot(clients, [c["server_cpu_us_per_round"] for c in mine], marker="o",
+                  label=stage, **style)
+    for axes, title, unit in ((rate, "throughput", "rounds/s"),
+                              (cost, "server CPU per round", "µs")):
+        axes.set_xscale("log")
+        axes.set_xlabel("concurrent clients")
+        axes.set_ylabel(unit)
+        axes.set_title(title)
+        axes.grid(True, which="both", alpha=0.3)
+    cost.set_yscale("log")
+    handles, labels = rate.get_legend_handles_labels()
+    figure.legend(handles, labels, loc="center right", fontsize="small")
+    figure.tight_layout(rect=(0, 0, 0.8, 1))
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

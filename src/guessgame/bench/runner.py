@@ -1,0 +1,252 @@
+"""One measurement: a fresh server process, a load generator process, and the numbers.
+
+Every child process stops by itself: the server on SIGTERM (killed if it does not
+exit in time), the load generator at the end of its window (killed past a deadline).
+The server's memory and threads are read from /proc, so the bench runs on Linux.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+from guessgame.config import Layers
+
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 60.0
+"""A threaded server joins one thread per connection on the way out."""
+SAMPLE_EVERY = 0.05
+IDLE_SETTLE = 0.5
+"""Seconds to let the server's memory settle before reading it."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A server to measure: a stage (a combination of async layers) or a baseline."""
+
+    name: str
+    layers: Layers | None = None  # None for a baseline
+    baseline: str | None = None
+    uvloop: bool = False
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.baseline is not None
+
+    def command(self, config: str) -> list[str]:
+        if self.baseline is not None:
+            return [sys.executable, "-m", "guessgame.bench.baselines", self.baseline,
+                    "--host", "127.0.0.1", "--port", "0"]
+        assert self.layers is not None
+        layers = ",".join(self.layers.names) or "none"
+        if self.uvloop:  # the same config, with `uvloop = true`
+            config = uvloop_config(config)
+        return [sys.executable, "-m", "guessgame", "serve", "--host", "127.0.0.1", "--port",
+                "0", "--async", layers, "--config", config, "--no-reports", "-q"]
+
+
+def uvloop_config(config: str) -> str:
+    return config.removesuffix(".toml") + "-uvloop.toml"
+
+
+def baselines() -> list[Target]:
+    return [Target("baseline-threads", baseline="threads"),
+            Target("baseline-streams", baseline="streams")]
+
+
+def read_status(pid: int) -> dict[str, int]:
+    """VmRSS, VmHWM (peak RSS), both in bytes, and Threads, from /proc/<pid>/status."""
+    values: dict[str, int] = {}
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as status:
+        for line in status:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(rest.split()[0]) * 1024
+            elif key == "Threads":
+                values[key] = int(rest)
+    return values
+
+
+class Server:
+    """A server process, watched for its peak RSS and thread count while it runs."""
+
+    def __init__(self, target: Target, config: str) -> None:
+        self.target = target
+        self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        self.process = subprocess.Popen(target.command(config), stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=self._stderr)
+        self.pid = self.process.pid
+        self.peak_threads = 0
+        self._stop_sampling = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, name="bench-sampler")
+        self.port = self._wait_listening()
+        self._sampler.start()
+
+    def _wait_listening(self) -> int:
+        assert self.process.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.process.stdout, selectors.EVENT_READ)
+            if not selector.select(START_TIMEOUT):
+                self.kill()
+                raise RuntimeError(f"{self.target.name}: no `listening on` line in "
+                                   f"{START_TIMEOUT:g} s")
+        line = self.process.stdout.readline().decode()
+        if not line.startswith("listening on "):
+            self.kill()
+            raise RuntimeError(f"{self.target.name}: expected `listening on`, got {line!r}: "
+                               f"{self.errors()}")
+        return int(line.rsplit(":", 1)[1])
+
+    def _sample(self) -> None:
+        while not self._stop_sampling.wait(SAMPLE_EVERY):
+            self.peak_threads = max(self.peak_threads, read_status(self.pid).get("Threads", 0))
+
+    def status(self) -> dict[str, int]:
+        return read_status(self.pid)
+
+    def stop(self) -> int | None:
+        """SIGTERM, wait, kill if it hangs; the exit code (None if it had to be killed)."""
+        self._stop_sampling.set()
+        if self._sampler.is_alive():
+            self._sampler.join()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            code: int | None = self.process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            code = None
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        return code
+
+    def kill(self) -> None:
+        self._stop_sampling.set()
+        self.process.kill()
+        self.process.wait()
+
+    def errors(self) -> str:
+        self._stderr.seek(0)
+        text = self._stderr.read().decode(errors="replace").strip()
+        return text
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.kill()
+        self._stderr.close()
+
+
+@contextlib.contextmanager
+def running(target: Target, config: str) -> Iterator[Server]:
+    server = Server(target, config)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def loadgen_command(server: Server, *options: str) -> list[str]:
+    return [sys.executable, "-m", "guessgame.bench.loadgen", "--host", "127.0.0.1",
+            "--port", str(server.port), "--server-pid", str(server.pid), *options]
+
+
+def stopped(server: Server, result: dict[str, Any]) -> dict[str, Any]:
+    """Stop the server and add how it went to the result."""
+    code = server.stop()
+    errors = server.errors()
+    result["server_exit"] = code
+    result["server_errors"] = errors.splitlines()[-5:] if errors else []
+    return result
+
+
+def measure(target: Target, clients: int, warmup: float, duration: float,
+            config: str) -> dict[str, Any]:
+    """Rounds/s, latency, server CPU per round, peak RSS and threads at one client count."""
+    with running(target, config) as server:
+        deadline = warmup + duration + 3 * 20.0 + 10.0  # connects, warm-up, window, margins
+        command = loadgen_command(server, "--clients", str(clients), "--warmup", str(warmup),
+                                  "--duration", str(duration))
+        try:
+            done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True,
+                                  timeout=deadline, check=False)
+        except subprocess.TimeoutExpired:
+            result: dict[str, Any] = {"clients": clients, "failed": clients,
+                                      "failures": ["load generator timed out"]}
+        else:
+            result = parse_result(done.stdout, done.stderr, clients)
+        status = server.status()
+        result["peak_rss_bytes"] = status.get("VmHWM")
+        result["peak_threads"] = max(server.peak_threads, status.get("Threads", 0))
+        return stopped(server, {"stage": target.name, **result})
+
+
+def parse_result(stdout: bytes, stderr: bytes, clients: int) -> dict[str, Any]:
+    lines = stdout.decode().strip().splitlines()
+    try:
+        result: dict[str, Any] = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        tail = stderr.decode(errors="replace").strip().splitlines()[-3:]
+        return {"clients": clients, "failed": clients,
+                "failures": ["load generator failed", *tail]}
+    return result
+
+
+def measure_idle(target: Target, count: int, config: str) -> dict[str, Any]:
+    """RSS per idle connection: the server's RSS with `count` idle connections, minus
+    its RSS before, divided by the connections."""
+    with running(target, config) as server:
+        time.sleep(IDLE_SETTLE)
+        before = server.status().get("VmRSS", 0)
+        command = loadgen_command(server, "--idle", str(count))
+        holder = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
+        try:
+            report = _read_ready(holder)
+            time.sleep(IDLE_SETTLE)
+            status = server.status()
+            after = status.get("VmRSS", 0)
+            assert holder.stdin is not None
+            holder.stdin.write(b"done\n")
+            holder.stdin.flush()
+            out, err = holder.communicate(timeout=120)
+            final = parse_result(out, err, count)
+        finally:
+            if holder.poll() is None:
+                holder.kill()
+                holder.wait()
+        connected = report.get("answered", 0)
+        result = {
+            "stage": target.name,
+            "idle": count,
+            "connected": connected,
+            "failed": final.get("failed", count),
+            "failures": final.get("failures", []),
+            "rss_before_bytes": before,
+            "rss_after_bytes": after,
+            "rss_per_connection_bytes": (after - before) / connected if connected else None,
+            "threads": status.get("Threads"),
+        }
+        return stopped(server, result)
+
+
+def _read_ready(holder: subprocess.Popen[bytes]) -> dict[str, Any]:
+    assert holder.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(holder.stdout, selectors.EVENT_READ)
+        if not selector.select(120):
+            return {}
+    line = holder.stdout.readline().decode()
+    if not line.startswith("ready "):
+        return {}
+    report: dict[str, Any] = json.loads(line.removeprefix("ready "))
+    return report

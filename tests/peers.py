@@ -1,0 +1,126 @@
+"""Peers that misbehave, and ways to wait for a server to notice them.
+
+Tests synchronise on what a server does - a reply, a close, a session released, a log
+record - never on sleeps. `eventually` polls such an observable fact with a deadline,
+so a server that never gets there fails the test with a sentence instead of hanging.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from guessgame.config import Layers
+from guessgame.host import ServerHost
+from wire import Wire
+
+CONFIG = Path(__file__).resolve().parent.parent / "guessgame.toml"
+
+DEADLINE = 10.0
+"""How long a server may take to do something it should do at once; only a hang hits it."""
+
+POLL = 0.002
+
+PROBE = ("PARAMS 1 1", "NUMBER", "REPORT CORRECT")
+PROBE_REPLY = ["1"]
+"""A one-number game that any live session answers with exactly PROBE_REPLY, and that
+leaves the session between games."""
+
+
+def eventually(predicate: Callable[[], bool], what: str, deadline: float = DEADLINE) -> None:
+    """Wait until `predicate()` holds; fail naming `what` if it does not by the deadline."""
+    end = time.monotonic() + deadline
+    while not predicate():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {deadline:g} s waiting for {what}")
+        time.sleep(POLL)
+
+
+def layers_arg(layers: Layers) -> str:
+    """The --async value that selects `layers`."""
+    return ",".join(layers.names) or "none"
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def thread_names() -> list[str]:
+    return sorted(thread.name for thread in threading.enumerate())
+
+
+class Peer(Wire):
+    """A raw line client that can also misbehave: dribble bytes, half-close, reset."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        super().__init__(port, host)
+        # Dribbled bytes must leave one at a time, not wait to be coalesced.
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    @classmethod
+    def to(cls, server: ServerHost) -> Peer:
+        return cls(server.port)
+
+    def exchange(self, lines: Iterable[str | bytes]) -> list[str]:
+        """Send each line; read one reply for each line that gets one (NUMBER, or an error
+        the caller marks by passing bytes)."""
+        replies = []
+        for line in lines:
+            self.send(line)
+            if line == "NUMBER" or isinstance(line, bytes):
+                replies.append(self.line())
+        return replies
+
+    def probe(self) -> list[str]:
+        """A session that still works answers a one-number game."""
+        return self.exchange(PROBE)
+
+    def dribble(self, data: bytes) -> None:
+        """Send `data` one byte per segment."""
+        for index in range(len(data)):
+            self.sock.sendall(data[index:index + 1])
+
+    def read_all(self) -> bytes:
+        """Everything the server sends until it closes; a reset after the data counts as a
+        close (a server closing with our bytes unread resets the connection)."""
+        chunks = []
+        while True:
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def half_close(self) -> None:
+        """Tell the server no more bytes are coming, and still read what it sends."""
+        self.sock.shutdown(socket.SHUT_WR)
+
+    def reset(self) -> None:
+        """Vanish abruptly: close with a TCP reset instead of an orderly FIN."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close()
+
+
+@contextmanager
+def peers(server: ServerHost, count: int) -> Iterator[list[Peer]]:
+    opened: list[Peer] = []
+    try:
+        for _ in range(count):
+            opened.append(Peer.to(server))
+        yield opened
+    finally:
+        for peer in opened:
+            peer.close()
+
+
+def wait_until_idle(server: ServerHost, what: str = "every session to end") -> None:
+    eventually(lambda: server.open_sessions == 0, what)

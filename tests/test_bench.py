@@ -1,0 +1,59 @@
+"""A tiny run of `guessgame bench`: the report's structure, never its speed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from guessgame import cli
+
+CONFIG = Path(__file__).resolve().parent.parent / "guessgame.toml"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_bench_reports_every_cell(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "results.json"
+    code = cli.main(["bench", "--config", str(CONFIG), "--stage", "all-threads", "all-async",
+                     "--clients", "1,2", "--warmup", "0.1", "--duration", "0.3",
+                     "--out", str(out), "-q"])
+    assert code == 0
+    results = json.loads(out.read_text())
+    stages = ["baseline-threads", "baseline-streams", "all-threads", "all-async"]
+    assert [(cell["stage"], cell["clients"]) for cell in results["cells"]] == [
+        (stage, clients) for clients in (1, 2) for stage in stages]
+    for cell in results["cells"]:
+        assert cell["failed"] == 0, cell
+        assert cell["rounds"] > 0
+        assert cell["server_cpu_us_per_round"] is not None
+        assert cell["p50_ms"] <= cell["p99_ms"]
+        assert cell["peak_rss_bytes"] > 0 and cell["peak_threads"] >= 1
+        assert cell["loadgen_cpu_share"] >= 0
+        assert cell["server_exit"] in (0, -15)  # a baseline simply dies of SIGTERM
+    by = {(cell["stage"], cell["clients"]): cell for cell in results["cells"]}
+    assert by["baseline-threads", 1]["x_threads"] == 1.0
+    assert by["baseline-streams", 2]["x_streams"] == 1.0
+    assert results["stages"] == {"all-threads": [],
+                                 "all-async": ["connection", "session", "client", "server"]}
+    assert {check["target"] for check in results["targets"]}
+    table = capsys.readouterr().out
+    assert "| all-async | 2 |" in table
+
+
+@pytest.mark.timeout(30)
+def test_bench_measures_idle_connections(tmp_path: Path) -> None:
+    out = tmp_path / "idle.json"
+    code = cli.main(["bench", "--config", str(CONFIG), "--stage", "all-async", "--idle", "20",
+                     "--no-baselines", "--out", str(out), "-q"])
+    assert code == 0
+    (row,) = json.loads(out.read_text())["idle"]
+    assert row["stage"] == "all-async"
+    assert row["connected"] == 20 and row["failed"] == 0
+    assert row["rss_per_connection_bytes"] is not None
+
+
+def test_bench_refuses_an_unknown_stage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["bench", "--config", str(CONFIG), "--stage", "nope"]) == 2
+    assert "unknown stage 'nope'" in capsys.readouterr().err

@@ -1,0 +1,142 @@
+"""Bridge misuse fails with a sentence, never a hang; errors cross with their traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import traceback
+from collections.abc import Iterator
+
+import pytest
+
+from guessgame.bridge import Bridge, BridgeError
+from guessgame.config import Settings
+from guessgame.host import serving
+from peers import PROBE_REPLY, Peer, eventually, peers
+
+WORKERS = 4
+
+
+@pytest.fixture
+def bridge() -> Iterator[Bridge]:
+    bridge = Bridge.start_loop_thread(WORKERS)
+    yield bridge
+    bridge.close()
+
+
+async def nothing() -> None:
+    pass
+
+
+def test_a_blocking_call_from_the_loop_thread_raises(bridge: Bridge) -> None:
+    async def misuse() -> None:
+        with pytest.raises(BridgeError, match="cannot be called from the event loop thread"):
+            bridge.run_in_loop(nothing())  # would wait for the loop it is blocking
+
+    bridge.run_in_loop(misuse())
+
+
+def test_a_blocking_call_from_an_adopted_loop_raises() -> None:
+    async def main() -> None:
+        bridge = Bridge.adopt_running_loop(WORKERS)
+        with pytest.raises(BridgeError, match="cannot be called from the event loop thread"):
+            bridge.run_in_loop(nothing())
+
+    asyncio.run(main())
+
+
+def test_a_call_to_a_closed_loop_raises() -> None:
+    bridge = Bridge.start_loop_thread(WORKERS)
+    bridge.close()
+    with pytest.raises(BridgeError, match="event loop is closed"):
+        bridge.run_in_loop(nothing())
+
+
+def test_a_call_to_a_stopped_loop_raises(bridge: Bridge) -> None:
+    bridge.loop.call_soon_threadsafe(bridge.loop.stop)  # stopped by someone else
+    eventually(lambda: not bridge.loop.is_running(), "the loop to stop")
+    with pytest.raises(BridgeError, match="event loop"):
+        bridge.run_in_loop(nothing())
+
+
+def test_a_call_waiting_when_the_loop_stops_fails(caplog: pytest.LogCaptureFixture) -> None:
+    bridge = Bridge.start_loop_thread(WORKERS)
+    started = threading.Event()
+    outcome: list[BaseException] = []
+
+    async def forever() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    def caller() -> None:
+        try:
+            bridge.run_in_loop(forever())
+        except BaseException as error:  # whatever it is, the test reports it
+            outcome.append(error)
+
+    waiting = threading.Thread(target=caller, name="waiting caller")
+    waiting.start()
+    started.wait()
+    bridge.close()
+    waiting.join()
+    assert len(outcome) == 1 and isinstance(outcome[0], BridgeError), outcome
+    assert str(outcome[0]) == "the event loop stopped before the call ended"
+    assert not [record.getMessage() for record in caplog.records]  # asyncio saw no error
+
+
+# --- exceptions cross with their traceback -------------------------------------------
+
+
+def frames(error: BaseException) -> list[str]:
+    """Function names in the tracebacks of `error` and everything chained to it."""
+    names: list[str] = []
+    seen: BaseException | None = error
+    while seen is not None:
+        names += [frame.name for frame in traceback.extract_tb(seen.__traceback__)]
+        seen = seen.__cause__ or seen.__context__
+    return names
+
+
+class Boom(Exception):
+    pass
+
+
+def test_a_loop_exception_reaches_the_thread_with_its_traceback(bridge: Bridge) -> None:
+    async def fail_on_the_loop() -> None:
+        raise Boom("on the loop")
+
+    with pytest.raises(Boom, match="on the loop") as caught:
+        bridge.run_in_loop(fail_on_the_loop())
+    assert "fail_on_the_loop" in frames(caught.value)
+
+
+def test_a_thread_exception_reaches_the_loop_with_its_traceback(bridge: Bridge) -> None:
+    def fail_in_a_thread() -> None:
+        raise Boom("in a thread")
+
+    async def call() -> None:
+        await bridge.run_in_thread("test", fail_in_a_thread)
+
+    with pytest.raises(Boom, match="in a thread") as caught:
+        bridge.run_in_loop(call())
+    assert {"fail_in_a_thread", "call"} <= set(frames(caught.value))
+
+
+# --- parked reads do not queue each other --------------------------------------------
+
+DEFAULT_POOL = min(32, (os.cpu_count() or 1) + 4)
+"""The size of asyncio's default executor: a pool this small would starve."""
+
+
+def test_parked_reads_do_not_keep_a_new_peer_waiting(settings: Settings) -> None:
+    """More idle peers than asyncio's default pool has workers, each with a read parked;
+    one more peer is still served. (A starved pool would hang it: the test's timeout.)"""
+    parked = DEFAULT_POOL + 4
+    with serving(settings) as server, peers(server, parked) as idle:
+        for peer in idle:
+            assert peer.probe() == PROBE_REPLY  # served once: now parked in its next read
+        eventually(lambda: server.open_sessions == parked, f"{parked} sessions")
+        with Peer.to(server) as newcomer:
+            assert newcomer.probe() == PROBE_REPLY
+        assert idle[0].probe() == PROBE_REPLY
