@@ -50,7 +50,7 @@ CASES = {
     "all-async": Expect("MainThread", f"session {PEER}", (
         "run_at_stage", "_run_session", "serve_in_task", "_async_session", "run",
         "_serve_line", "handle", "_number")),
-    # A threaded session reads its asyncio connection through the line queue.
+    # A threaded session reads its asyncio connection through janus.
     "async-connection": Expect(f"session {PEER}", "-", (
         "_run_session", "serve_in_thread", "_blocking_session", "run", "_serve_line",
         "handle", "_number")),

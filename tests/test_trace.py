@@ -43,7 +43,7 @@ CALL = {  # (caller world, callee world): how the caller waits for the callee
     ("loop", "thread"): {"run_in_executor loop->thread"},
 }
 STREAM = {  # (reader world, connection world): how lines flow besides the calls
-    ("thread", "loop"): {"lines thread->loop", "lines loop->thread"},
+    ("thread", "loop"): {"janus thread->loop", "janus loop->thread"},
 }
 
 
@@ -56,7 +56,7 @@ def calls(caller: bool, callee: bool) -> set[str]:
 
 
 def lines(user: bool, connection: bool) -> set[str]:
-    """A session or client on a connection: its calls, and the line queue if it streams
+    """A session or client on a connection: its calls, and janus if it streams
     lines."""
     return calls(user, connection) | STREAM.get((world(user), world(connection)), set())
 
@@ -86,10 +86,10 @@ def expected_crossings(layers: Layers) -> dict[str, set[str]]:
 
 def test_the_rule_table_reads_as_the_migration_path() -> None:
     # One step of the path, spelled out: at async-connection a threaded session reads
-    # an asyncio connection through the line queue, and opens and closes it on the loop.
+    # an asyncio connection through janus, and opens and closes it on the loop.
     at = expected_crossings(Layers(connection=True))
     assert at["session"] == {"run_coroutine_threadsafe thread->loop",
-                             "lines thread->loop", "lines loop->thread"}
+                             "janus thread->loop", "janus loop->thread"}
     assert at["session"] == at["client"]
     none = expected_crossings(Layers())
     full = expected_crossings(Layers(True, True, True, True))
