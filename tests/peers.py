@@ -33,12 +33,14 @@ PROBE_REPLY = ["1"]
 leaves the session between games."""
 
 
-def eventually(predicate: Callable[[], bool], what: str, deadline: float = DEADLINE) -> None:
+def eventually(predicate: Callable[[], bool], what: str | Callable[[], str],
+               deadline: float = DEADLINE) -> None:
     """Wait until `predicate()` holds; fail naming `what` if it does not by the deadline."""
     end = time.monotonic() + deadline
     while not predicate():
         if time.monotonic() > end:
-            raise AssertionError(f"timed out after {deadline:g} s waiting for {what}")
+            described = what() if callable(what) else what
+            raise AssertionError(f"timed out after {deadline:g} s waiting for {described}")
         time.sleep(POLL)
 
 

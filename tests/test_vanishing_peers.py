@@ -136,7 +136,7 @@ def test_a_thousand_vanishing_peers_leave_nothing_behind(
             return (max(new.values(), default=0) <= 0
                     and idle_pool_workers(now) <= idle_pool_workers(before) + count // 10)
 
-        eventually(back_to_baseline, f"threads back to {before}")
+        eventually(back_to_baseline, lambda: f"threads back to {before}, not {thread_names()}")
         with Peer.to(server) as last:
             assert last.probe() == PROBE_REPLY
 

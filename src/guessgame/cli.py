@@ -8,6 +8,7 @@ import os
 import resource
 import sys
 from collections.abc import Sequence
+from typing import TextIO
 
 from guessgame import app, config, debugging, timeline, trace
 from guessgame.bench import command as bench
@@ -107,11 +108,23 @@ def configure_logging(quiet: bool) -> None:
     root = logging.getLogger()
     if _handler is not None:
         root.removeHandler(_handler)
-    _handler = logging.StreamHandler()
+    _handler = _StderrHandler()
     _handler.addFilter(_add_session)
     _handler.setFormatter(logging.Formatter("guessgame%(session)s: %(message)s"))
     root.addHandler(_handler)
     root.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at the time of each record, not at creation."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: TextIO) -> None:
+        pass
 
 
 def _add_session(record: logging.LogRecord) -> bool:
