@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import os
 import resource
@@ -264,10 +265,11 @@ async def wait_for_stdin() -> None:
 def fastest_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop when installed: the cheaper the load generator, the less it disturbs."""
     try:
-        import uvloop
+        module = importlib.import_module("uvloop")
     except ImportError:
         return None
-    return uvloop.new_event_loop
+    factory: Callable[[], asyncio.AbstractEventLoop] = module.new_event_loop
+    return factory
 
 
 def runner_is_uvloop() -> bool:
