@@ -126,3 +126,28 @@ def peers(server: ServerHost, count: int) -> Iterator[list[Peer]]:
 
 def wait_until_idle(server: ServerHost, what: str = "every session to end") -> None:
     eventually(lambda: server.open_sessions == 0, what)
+
+
+@contextmanager
+def one_connection_server(handle: Callable[[socket.socket], None], name: str) -> Iterator[int]:
+    """A server in a thread of the test that serves one connection with `handle`;
+    yields its port, and joins the thread on exit."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(DEADLINE)
+
+    def serve() -> None:
+        try:
+            conn, _ = listener.accept()
+        except TimeoutError:  # the client under test never came
+            return
+        with conn:
+            conn.settimeout(DEADLINE)
+            handle(conn)
+
+    thread = threading.Thread(target=serve, name=name)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        thread.join()
+        listener.close()

@@ -15,6 +15,8 @@ import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 
+from peers import one_connection_server
+
 WARMER, COLDER, UNSURE, CORRECT, SAME = "近付いた", "遠ざかった", "不明", "正解!", "前回と同じ"
 
 
@@ -143,23 +145,9 @@ class SeedSession:
         self.file.close()
 
 
-@contextlib.contextmanager
-def seed_threaded_server(printed: list[str]) -> Iterator[int]:
+def seed_threaded_server(printed: list[str]) -> contextlib.AbstractContextManager[int]:
     """Serves one connection in a thread, the original's way; yields the port."""
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def serve() -> None:
-        connection, _ = listener.accept()
-        with connection:
-            SeedSession(connection, printed).loop()
-
-    thread = threading.Thread(target=serve, name="seed server")
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        thread.join()
-        listener.close()
+    return one_connection_server(lambda conn: SeedSession(conn, printed).loop(), "seed server")
 
 
 async def seed_async_handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,

@@ -7,16 +7,14 @@ import os
 import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from guessgame import cli
 from guessgame.config import Layers
-from peers import CONFIG, layers_arg
+from peers import CONFIG, layers_arg, one_connection_server
 
 Behaviour = Callable[[socket.socket], None]
 
@@ -65,30 +63,15 @@ BAD_SERVERS: dict[str, tuple[Behaviour, str]] = {
 }
 
 
-@contextmanager
-def fake_server(behave: Behaviour) -> Iterator[int]:
+def fake_server(behave: Behaviour) -> contextlib.AbstractContextManager[int]:
     """A one-connection server in a thread of this test, doing `behave` to its peer."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(10)
 
-    def serve() -> None:
-        try:
-            conn, _ = listener.accept()
-        except TimeoutError:
-            return
-        with conn:
-            conn.settimeout(10)
-            # The client may reset us as it leaves; that is not under test.
-            with contextlib.suppress(OSError):
-                behave(conn)
+    def handle(conn: socket.socket) -> None:
+        # The client may reset us as it leaves; that is not under test.
+        with contextlib.suppress(OSError):
+            behave(conn)
 
-    thread = threading.Thread(target=serve, name="fake server")
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        thread.join()
-        listener.close()
+    return one_connection_server(handle, "fake server")
 
 
 def play_args(port: int, layers: Layers, config: Path = CONFIG) -> list[str]:
