@@ -152,6 +152,27 @@ def test_peer_closing_is_peer_closed(pair: tuple[Driver, Any, socket.socket], ta
     assert closed.value.mid_line is mid_line
 
 
+@pytest.mark.parametrize("flavour", ["threaded", "aio"])
+def test_a_peer_that_stops_reading_times_out_the_send(flavour: str) -> None:
+    ours, peer = socket.socketpair()
+    for sock, option in ((ours, socket.SO_SNDBUF), (peer, socket.SO_RCVBUF)):
+        sock.setsockopt(socket.SOL_SOCKET, option, 4096)
+    line = "x" * 1000
+    with peer, asyncio.Runner() as runner:
+        if flavour == "aio":
+            conn = runner.run(aio_connection.Connection.open(ours, 2048, 0.2))
+            send, close = (lambda: runner.run(conn.send(line))), (lambda: runner.run(conn.close()))
+        else:
+            blocking = threaded_connection.Connection(ours, 2048, 0.2)
+            send, close = (lambda: blocking.send(line)), blocking.close
+        try:
+            with pytest.raises(PeerClosed):
+                while True:  # until the buffers on both sides are full and the send waits
+                    send()
+        finally:
+            close()
+
+
 # --- sessions and clients, over scripted connections ---------------------------------
 
 

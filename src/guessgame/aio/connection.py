@@ -59,8 +59,14 @@ class Connection:
             trace.event("connection", f"send {line!r}")
         self._writer.write(protocol.encode(line))
         try:
-            await self._writer.drain()
-        except OSError as error:
+            if self._idle_timeout is not None and self._writer.transport.get_write_buffer_size():
+                # The peer is not reading. Give it as long as an idle peer gets, as the
+                # blocking connection's SO_SNDTIMEO does, rather than wait forever.
+                async with asyncio.timeout(self._idle_timeout):
+                    await self._writer.drain()
+            else:
+                await self._writer.drain()
+        except OSError as error:  # TimeoutError included
             raise PeerClosed() from error
 
     async def receive(self) -> str:
@@ -121,7 +127,11 @@ class Connection:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._writer.close()
+        if self._writer.transport.get_write_buffer_size():
+            # The peer stopped reading; a graceful close would wait for it to drain.
+            self._writer.transport.abort()
+        else:
+            self._writer.close()
         with contextlib.suppress(OSError):  # a reset peer: closed either way
             await self._writer.wait_closed()
 
