@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from guessgame.bridge import Bridge
+from guessgame.bridge import loop_thread_for
 from guessgame.compose import Rounds, System
-from guessgame.config import Settings
+from guessgame.config import CLIENT_LAYERS, Settings
 from guessgame.protocol import Game
 
 
@@ -13,9 +13,7 @@ def play(settings: Settings, port: int, games: tuple[Game, ...]) -> list[Rounds]
 
     A loop thread is started only if the client side has an async layer.
     """
-    layers = settings.layers
-    bridge = (Bridge.start_loop_thread(settings.max_workers)
-              if layers.client or layers.connection else None)
+    bridge = loop_thread_for(settings, CLIENT_LAYERS)
     try:
         return System(settings, bridge).play_in_thread("127.0.0.1", port, games)
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import socket
 import subprocess
 import sys
 
@@ -70,3 +71,9 @@ def test_play_refuses_a_secret_outside_the_range(capsys: pytest.CaptureFixture[s
         cli.main(["play", "--port", "1", "--secret", "9", "--config", str(CONFIG)])
     assert exit_.value.code == cli.EXIT_USAGE
     assert "secret 9 is outside 1..5" in capsys.readouterr().err
+
+
+def test_a_failed_name_lookup_reads_as_a_sentence() -> None:
+    args = cli.build_parser().parse_args(["play", "--port", "1", "--host", "nosuch.invalid"])
+    error = socket.gaierror(-2, "Name or service not known")
+    assert cli.describe_failure(error, args) == "cannot reach the server: Name or service not known"

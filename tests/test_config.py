@@ -72,3 +72,11 @@ def test_unknown_layer_names_what_is_valid() -> None:
     with pytest.raises(ConfigError, match="unknown layer 'sessions'; valid layers are "
                                           "connection, session, client, server"):
         Layers.parse("connection,sessions")
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-1"])
+def test_limits_must_be_finite_and_non_negative(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "limits.toml"
+    path.write_text(f"[guessgame]\nidle_timeout = {value}\n[stages]\nall-threads = []\n")
+    with pytest.raises(ConfigError, match="idle_timeout must be a non-negative number"):
+        config.load(str(path))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+import threading
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
@@ -266,3 +267,23 @@ def test_client_stops_at_the_guess_count(flavour: str) -> None:
     rounds = _run(flavour, lambda: client.play(Game(1, 5, 5, 2)))
     assert [decision for _, decision in rounds] == [Decision.UNSURE, Decision.WARMER]
     assert lines.sent.count("NUMBER") == 2
+
+
+def test_closing_a_blocking_connection_wakes_a_receive_parked_in_another_thread() -> None:
+    # AsyncFace closes from the loop while a worker may be parked in receive().
+    ours, peer = socket.socketpair()
+    connection = threaded_connection.Connection(ours, LIMIT, None)
+    outcome: list[BaseException] = []
+
+    def park() -> None:
+        try:
+            connection.receive()
+        except BaseException as error:  # the test inspects whatever ended the read
+            outcome.append(error)
+
+    reader = threading.Thread(target=park, name="parked reader")
+    reader.start()
+    with peer:
+        connection.close()
+        reader.join()
+    assert len(outcome) == 1 and isinstance(outcome[0], PeerClosed), outcome

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 import pytest
 
 from guessgame import cli
-from guessgame.bridge import Bridge
-from guessgame.config import Layers, Settings
+from guessgame.bridge import Bridge, loop_thread_for
+from guessgame.config import SERVER_LAYERS, Layers, Settings
 from guessgame.host import ServerHost
 from peers import CONFIG, Peer, layers_arg
 
@@ -81,9 +81,7 @@ async def tasks_but_this_one() -> list[str]:
 
 
 def test_stop_from_a_thread_returns_after_everything_ended(settings: Settings) -> None:
-    layers = settings.layers
-    needs_loop = layers.connection or layers.session or layers.server
-    bridge = Bridge.start_loop_thread(settings.max_workers) if needs_loop else None
+    bridge = loop_thread_for(settings, SERVER_LAYERS)
     before = set(threading.enumerate())
     reports: list[str] = []
     try:

@@ -17,7 +17,7 @@ import pytest
 
 from guessgame import app
 from guessgame.bridge import LOOP_THREAD_NAME, Bridge
-from guessgame.config import Settings
+from guessgame.config import CLIENT_LAYERS, SERVER_LAYERS, Settings
 
 
 @dataclass
@@ -71,8 +71,8 @@ def test_demo_runs_at_most_one_loop_in_the_right_thread(settings: Settings,
 @pytest.mark.parametrize("command", ["serve", "play"])
 def test_a_loop_thread_starts_only_when_a_layer_of_the_command_needs_it(
         settings: Settings, command: str) -> None:
-    parts, top = ((app.SERVER_PARTS, settings.layers.server) if command == "serve"
-                  else (app.CLIENT_PARTS, settings.layers.client))
+    parts, top = ((SERVER_LAYERS, settings.layers.server) if command == "serve"
+                  else (CLIENT_LAYERS, settings.layers.client))
     seen: dict[str, object] = {}
 
     def in_thread(bridge: Bridge | None) -> None:
@@ -82,7 +82,7 @@ def test_a_loop_thread_starts_only_when_a_layer_of_the_command_needs_it(
         in_thread(bridge)
 
     app.run_at_stage(settings, top, parts, in_thread, in_task)
-    needed = any(getattr(settings.layers, part) for part in parts)
+    needed = settings.layers.any_of(parts)
     assert seen["thread"] == "MainThread"
     assert (seen["bridge"] is not None) == needed
     if top:

@@ -16,17 +16,15 @@ import socket
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TextIO, TypeVar
 
-from guessgame.bridge import Bridge, new_event_loop
+from guessgame.bridge import Bridge, loop_thread_for, new_event_loop
 from guessgame.compose import Rounds, System
-from guessgame.config import Settings
+from guessgame.config import CLIENT_LAYERS, SERVER_LAYERS, Settings
 from guessgame.host import ServerHost
 from guessgame.protocol import SEED_SCENARIO, Game, round_line
 
 T = TypeVar("T")
 log = logging.getLogger("guessgame")
 
-SERVER_PARTS = ("connection", "session", "server")
-CLIENT_PARTS = ("connection", "client")
 
 
 def run_at_stage(settings: Settings, top_is_async: bool, parts: Iterable[str],
@@ -40,9 +38,7 @@ def run_at_stage(settings: Settings, top_is_async: bool, parts: Iterable[str],
         with asyncio.Runner(debug=settings.debug,
                             loop_factory=lambda: new_event_loop(settings.uvloop)) as runner:
             return runner.run(_adopting(settings, in_task, name))
-    needs_loop = any(getattr(settings.layers, part) for part in parts)
-    bridge = (Bridge.start_loop_thread(settings.max_workers, settings.debug, settings.uvloop)
-              if needs_loop else None)
+    bridge = loop_thread_for(settings, parts)
     try:
         return in_thread(bridge)
     finally:
@@ -59,8 +55,9 @@ async def _adopting(settings: Settings, in_task: Callable[[Bridge], Awaitable[T]
     try:
         return await in_task(bridge)
     finally:
-        # By now every session has ended, so joining the idle workers is immediate.
-        bridge.shutdown_executors()
+        # Every session has ended or was cancelled, and closing a blocking connection
+        # wakes a worker parked on it, so joining the workers is immediate.
+        bridge.close()
 
 
 def client_transcript(games: Iterable[Game], rounds: Iterable[Rounds]) -> list[str]:
@@ -140,7 +137,7 @@ def serve(settings: Settings, host: str, port: int, out: TextIO, quiet: bool) ->
             await server.astop()
         return 0
 
-    return run_at_stage(settings, settings.layers.server, SERVER_PARTS, in_thread, in_task,
+    return run_at_stage(settings, settings.layers.server, SERVER_LAYERS, in_thread, in_task,
                         name="serve")
 
 
@@ -187,7 +184,7 @@ def play(settings: Settings, host: str, port: int, game: Game, out: TextIO) -> i
     async def in_task(bridge: Bridge) -> list[Rounds]:
         return await System(settings, bridge).play_in_task(host, port, (game,))
 
-    rounds = run_at_stage(settings, settings.layers.client, CLIENT_PARTS, in_thread, in_task,
+    rounds = run_at_stage(settings, settings.layers.client, CLIENT_LAYERS, in_thread, in_task,
                           name="play")
     for line in client_transcript((game,), rounds):
         print(line, file=out)

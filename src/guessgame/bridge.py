@@ -22,11 +22,12 @@ import contextvars
 import importlib
 import logging
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from contextvars import ContextVar
 from typing import Any, Final, TypeVar
 
 from guessgame import trace
+from guessgame.config import Settings
 
 T = TypeVar("T")
 
@@ -204,9 +205,11 @@ class Bridge:
             executor.shutdown(wait=True)
 
     def close(self) -> None:
-        """Stop and close an owned loop thread, failing any call still waiting on it."""
+        """Join the workers; stop and close an owned loop thread. Either way, fail any
+        call still waiting on the loop, and refuse new ones."""
         self.shutdown_executors()
-        if self._thread is None:
+        if self._thread is None:  # an adopted loop: whoever runs it closes it
+            self._fail_stranded()
             return
         if not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self.loop.stop)
@@ -221,6 +224,14 @@ class Bridge:
         # run_in_loop() turns the cancellation into a BridgeError.
         for future in stranded:
             future.cancel()
+
+
+def loop_thread_for(settings: Settings, layers: Iterable[str]) -> Bridge | None:
+    """For a caller that is a plain thread: a loop thread if any of `layers` is async,
+    else None, since at all threads no event loop exists."""
+    if not settings.layers.any_of(layers):
+        return None
+    return Bridge.start_loop_thread(settings.max_workers, settings.debug, settings.uvloop)
 
 
 class _NamedCall:

@@ -213,7 +213,11 @@ def describe_failure(error: BaseException, args: argparse.Namespace) -> str:
     server's doing, so the line says so; the protocol's own messages speak of a line."""
     if isinstance(error, OSError):
         # asyncio words a refused connect differently from socket; the errno is the same.
-        reason = os.strerror(error.errno) if error.errno else str(error) or "timed out"
+        # A failed name lookup (socket.gaierror) carries a negative errno of its own.
+        if error.errno and error.errno > 0:
+            reason = os.strerror(error.errno)
+        else:
+            reason = error.strerror or str(error) or "timed out"
         if args.command == "serve":
             return f"cannot serve on {args.host}:{args.port}: {reason}"
         return f"cannot reach the server: {reason}"

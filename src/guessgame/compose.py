@@ -109,10 +109,8 @@ class System:
         return self._blocking_play(host, port, games)
 
     async def play_in_task(self, host: str, port: int, games: tuple[Game, ...]) -> list[Rounds]:
-        if self.layers.client:
-            return await self._async_play(host, port, games)
-        return await self.bridge.run_in_thread("client", self._blocking_play, host, port, games,
-                                               thread_name="client")
+        """Called when the client is the async top-level component, on its loop."""
+        return await self._async_play(host, port, games)
 
     def _blocking_play(self, host: str, port: int, games: tuple[Game, ...]) -> list[Rounds]:
         with trace.session(trace.CLIENT_ID):

@@ -8,8 +8,10 @@ one line that names the file and says what would have been valid.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
@@ -17,6 +19,9 @@ from typing import Any, Final
 from guessgame.protocol import MAX_LINE_BYTES
 
 LAYERS: Final = ("connection", "session", "client", "server")
+SERVER_LAYERS: Final = ("connection", "session", "server")
+"""The layers a server process runs; the client layer is not among them."""
+CLIENT_LAYERS: Final = ("connection", "client")
 CONFIG_ENV: Final = "GUESSGAME_CONFIG"
 DEFAULT_NAME: Final = "guessgame.toml"
 PACKAGED: Final = Path(__file__).with_name("default.toml")
@@ -76,6 +81,9 @@ class Layers:
     @property
     def any_async(self) -> bool:
         return bool(self.names)
+
+    def any_of(self, names: Iterable[str]) -> bool:
+        return any(getattr(self, name) for name in names)
 
 
 @dataclass(frozen=True)
@@ -158,7 +166,8 @@ def _settings_from(table: dict[str, Any], path: Path) -> dict[str, Any]:
     for key, kind in _NUMBERS.items():
         if key in table:
             value = table[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            if (isinstance(value, bool) or not isinstance(value, (int, float))
+                    or not math.isfinite(value) or value < 0):
                 raise ConfigError(f"{path}: {key} must be a non-negative number, got {value!r}")
             values[key] = kind(value) if value or key != "idle_timeout" else None
     for key in _FLAGS:

@@ -15,9 +15,9 @@ from types import TracebackType
 
 from guessgame import netutil
 from guessgame.aio import server as aio_server
-from guessgame.bridge import Bridge
+from guessgame.bridge import Bridge, loop_thread_for
 from guessgame.compose import System
-from guessgame.config import Settings
+from guessgame.config import SERVER_LAYERS, Settings
 from guessgame.reports import Reports, Write
 from guessgame.threaded import server as threaded_server
 
@@ -143,10 +143,7 @@ def serving(settings: Settings, host: str = "127.0.0.1", port: int = 0,
     A loop thread is started only if a server-side layer is async, and is closed after
     the server has stopped.
     """
-    layers = settings.layers
-    needs_loop = layers.connection or layers.session or layers.server
-    bridge = (Bridge.start_loop_thread(settings.max_workers, settings.debug, settings.uvloop)
-              if needs_loop else None)
+    bridge = loop_thread_for(settings, SERVER_LAYERS)
     try:
         with ServerHost(settings, bridge, host, port, seed, write) as server:
             yield server

@@ -9,6 +9,9 @@ import threading
 
 from guessgame import netutil, protocol
 
+ACCEPT_RETRY_DELAY = 0.1
+"""After accept() fails (out of file descriptors, say), wait before trying again."""
+
 
 class Sessions:
     """The sessions a server is serving now, keyed by session id."""

@@ -10,15 +10,12 @@ from types import TracebackType
 from typing import Any
 
 from guessgame import netutil, trace
-from guessgame.serving import Sessions
+from guessgame.serving import ACCEPT_RETRY_DELAY, Sessions
 
 log = logging.getLogger("guessgame.server")
 
 Serve = Callable[[socket.socket, str], Coroutine[Any, Any, None]]
 """Serves one accepted socket under a session id, in the calling task."""
-
-ACCEPT_RETRY_DELAY = 0.1
-"""After accept() fails (out of file descriptors, say), wait before trying again."""
 
 
 class Server:

@@ -63,7 +63,7 @@ class Connection:
     def receive(self) -> str:
         try:
             raw = self._file.readline(self._limit)
-        except OSError as error:
+        except (OSError, ValueError) as error:  # ValueError: closed by another thread
             raise PeerClosed() from error
         if not raw.endswith(protocol.NEWLINE) and len(raw) < self._limit and self._timed_out():
             raise IdleTimeout(self._idle_timeout or 0)
@@ -88,6 +88,9 @@ class Connection:
             return False
 
     def close(self) -> None:
+        # A coroutine may close this while a worker thread is parked in receive()
+        # (AsyncFace, on cancellation); close() alone would not wake that thread.
+        netutil.abort(self._sock)
         self._file.close()
         self._sock.close()
 

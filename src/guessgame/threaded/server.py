@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import select
 import selectors
 import socket
 import threading
@@ -10,7 +11,7 @@ from collections.abc import Callable
 from types import TracebackType
 
 from guessgame import netutil, trace
-from guessgame.serving import Sessions
+from guessgame.serving import ACCEPT_RETRY_DELAY, Sessions
 
 log = logging.getLogger("guessgame.server")
 
@@ -76,30 +77,47 @@ class Server:
                 for key, _ in selector.select():
                     if key.fileobj is self._wake_reader:
                         return
-                    self._accept_one()
+                    # After a failed accept (out of descriptors, say) the listener
+                    # stays readable: wait, for a stop at most, rather than spin.
+                    if not self._accept_one() and self._stopped_within(ACCEPT_RETRY_DELAY):
+                        return
 
-    def _accept_one(self) -> None:
+    def _stopped_within(self, seconds: float) -> bool:
+        ready, _, _ = select.select([self._wake_reader], [], [], seconds)
+        return bool(ready)
+
+    def _accept_one(self) -> bool:
+        """Accept one peer; False if accepting failed and should be retried later."""
         try:
             sock, sockaddr = self._listener.accept()
         except BlockingIOError:  # the peer gave up between select() and accept()
-            return
+            return True
         except OSError as error:
             log.warning("accept failed: %s", error.strerror)
-            return
+            return False
         peer = netutil.address(sockaddr)
         session_id = self._sessions.admit(sock)
         if session_id is None:
             log.warning("%s: refused: %d connections already", peer, self._sessions.limit)
             with sock:
                 netutil.try_send(sock, self._sessions.refusal())
-            return
+            return True
         if trace.enabled:
             trace.event("server", f"accepted {peer} as {session_id}")
         thread = threading.Thread(target=self._run_session, args=(sock, session_id),
                                   name=f"session {peer}")
         with self._threads_lock:
             self._threads.add(thread)
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError as error:  # "can't start new thread": a process limit
+            log.warning("%s: refused: %s", peer, error)
+            with self._threads_lock:
+                self._threads.discard(thread)
+            self._sessions.release(session_id)
+            sock.close()
+            return False
+        return True
 
     def _run_session(self, sock: socket.socket, session_id: str) -> None:
         try:
