@@ -4,10 +4,13 @@ sockets to wake when the server stops. Nothing here blocks."""
 from __future__ import annotations
 
 import itertools
+import logging
 import socket
 import threading
 
 from guessgame import netutil, protocol
+
+log = logging.getLogger("guessgame.server")
 
 ACCEPT_RETRY_DELAY = 0.1
 """After accept() fails (out of file descriptors, say), wait before trying again."""
@@ -21,15 +24,20 @@ class Sessions:
         self._lock = threading.Lock()
         self._open: dict[str, socket.socket] = {}
         self._numbers = itertools.count(1)
+        self._refusal = protocol.encode(protocol.error_line(protocol.TooManyConnections(limit)))
 
-    def admit(self, sock: socket.socket) -> str | None:
-        """A new session id for `sock`, or None when the server is full."""
+    def admit(self, sock: socket.socket, peer: str) -> str | None:
+        """A new session id for `sock`; or None when the server is full, in which case
+        the peer has been told so and its socket closed."""
         with self._lock:
-            if len(self._open) >= self.limit:
-                return None
-            session_id = f"s{next(self._numbers)}"
-            self._open[session_id] = sock
-            return session_id
+            if len(self._open) < self.limit:
+                session_id = f"s{next(self._numbers)}"
+                self._open[session_id] = sock
+                return session_id
+        log.warning("%s: refused: %d connections already", peer, self.limit)
+        with sock:
+            netutil.try_send(sock, self._refusal)
+        return None
 
     def release(self, session_id: str) -> None:
         with self._lock:
@@ -45,5 +53,4 @@ class Sessions:
     def __len__(self) -> int:
         return len(self._open)
 
-    def refusal(self) -> bytes:
-        return protocol.encode(protocol.error_line(protocol.TooManyConnections(self.limit)))
+

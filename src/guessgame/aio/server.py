@@ -78,11 +78,8 @@ class Server:
             await asyncio.sleep(0)  # a long backlog must not keep the sessions waiting
 
     def _admit(self, sock: socket.socket, peer: str) -> None:
-        session_id = self._sessions.admit(sock)
+        session_id = self._sessions.admit(sock, peer)
         if session_id is None:
-            log.warning("%s: refused: %d connections already", peer, self._sessions.limit)
-            with sock:
-                netutil.try_send(sock, self._sessions.refusal())
             return
         if trace.enabled:
             trace.event("server", f"accepted {peer} as {session_id}")

@@ -96,11 +96,8 @@ class Server:
             log.warning("accept failed: %s", error.strerror)
             return False
         peer = netutil.address(sockaddr)
-        session_id = self._sessions.admit(sock)
+        session_id = self._sessions.admit(sock, peer)
         if session_id is None:
-            log.warning("%s: refused: %d connections already", peer, self._sessions.limit)
-            with sock:
-                netutil.try_send(sock, self._sessions.refusal())
             return True
         if trace.enabled:
             trace.event("server", f"accepted {peer} as {session_id}")
