@@ -77,9 +77,9 @@ def here() -> Here:
 
 
 def event(layer: str, what: str) -> None:
-    thread, task, session = threading.current_thread().name, _task_name(), SESSION_ID.get()
+    where = here()
     with _lock:  # stamped under the lock, so that every sink sees times in order
-        record = Record(time.monotonic(), thread, task, session, layer, what)
+        record = Record(time.monotonic(), *where, layer, what)
         for sink in _sinks:
             sink(record)
 
