@@ -18,13 +18,12 @@ from typing import TextIO, TypeVar
 
 from guessgame.bridge import Bridge, loop_thread_for, new_event_loop
 from guessgame.compose import Rounds, System
-from guessgame.config import CLIENT_LAYERS, SERVER_LAYERS, Settings
+from guessgame.config import CLIENT_LAYERS, LAYERS, SERVER_LAYERS, Settings
 from guessgame.host import ServerHost
 from guessgame.protocol import SEED_SCENARIO, Game, round_line
 
 T = TypeVar("T")
 log = logging.getLogger("guessgame")
-
 
 
 def run_at_stage(settings: Settings, top_is_async: bool, parts: Iterable[str],
@@ -92,8 +91,8 @@ def demo(settings: Settings, seed: int | None, out: TextIO) -> int:
         finally:
             await server.astop()
 
-    rounds = run_at_stage(settings, settings.layers.client, ("connection", "session",
-                          "client", "server"), in_thread, in_task, name="demo")
+    rounds = run_at_stage(settings, settings.layers.client, LAYERS, in_thread, in_task,
+                          name="demo")
     for line in client_transcript(games, rounds):
         write(line)
     out.flush()

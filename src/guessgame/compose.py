@@ -104,19 +104,18 @@ class System:
     # --- client side -----------------------------------------------------------------
 
     def play_in_thread(self, host: str, port: int, games: tuple[Game, ...]) -> list[Rounds]:
-        if self.layers.client:
-            return self.bridge.run_in_loop(self._async_play(host, port, games))
-        return self._blocking_play(host, port, games)
+        # run_coroutine_threadsafe copies this context, so the id crosses with the call.
+        with trace.session(trace.CLIENT_ID):
+            if self.layers.client:
+                return self.bridge.run_in_loop(self._async_play(host, port, games))
+            return self._blocking_play(host, port, games)
 
     async def play_in_task(self, host: str, port: int, games: tuple[Game, ...]) -> list[Rounds]:
         """Called when the client is the async top-level component, on its loop."""
-        return await self._async_play(host, port, games)
+        with trace.session(trace.CLIENT_ID):
+            return await self._async_play(host, port, games)
 
     def _blocking_play(self, host: str, port: int, games: tuple[Game, ...]) -> list[Rounds]:
-        with trace.session(trace.CLIENT_ID):
-            return self._blocking_games(host, port, games)
-
-    def _blocking_games(self, host: str, port: int, games: tuple[Game, ...]) -> list[Rounds]:
         connection: threaded_connection.Lines
         if self.layers.connection:
             connection = self.bridge.run_in_loop(adapters.BlockingFace.connect(
@@ -131,10 +130,6 @@ class System:
             connection.close()
 
     async def _async_play(self, host: str, port: int, games: tuple[Game, ...]) -> list[Rounds]:
-        with trace.session(trace.CLIENT_ID):
-            return await self._async_games(host, port, games)
-
-    async def _async_games(self, host: str, port: int, games: tuple[Game, ...]) -> list[Rounds]:
         connection: aio_connection.Lines
         if self.layers.connection:
             connection = await aio_connection.Connection.connect(host, port, self._limit,
