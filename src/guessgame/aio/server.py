@@ -48,8 +48,11 @@ class Server:
             await asyncio.gather(self._acceptor, return_exceptions=True)
         self._listener.close()
         self._sessions.abort_all()
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Only the tasks still running: since 3.12, gather() over tasks that have all
+        # finished returns a finished future without yielding to the loop, so waiting
+        # for `_tasks` to empty (it empties in done callbacks) would never end.
+        while running := [task for task in self._tasks if not task.done()]:
+            await asyncio.gather(*running, return_exceptions=True)
 
     async def __aenter__(self) -> Server:
         await self.start()
