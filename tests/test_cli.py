@@ -25,6 +25,14 @@ def test_stages_lists_every_stage_and_marks_the_current_one(
     assert len(out) == 1 + len(config.load(str(CONFIG)).stages)
 
 
+def test_a_leading_separator_is_ignored_so_one_pdb_command_fits_every_python(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # 3.13.0's pdb needs `python -m pdb -m guessgame -- demo ...`; 3.11 and 3.12 pass
+    # the `--` on to us.
+    assert cli.main(["--", "stages", "--config", str(CONFIG)]) == 0
+    assert capsys.readouterr().out.startswith(f"stages in {CONFIG}:")
+
+
 def test_stages_marks_a_custom_combination(capsys: pytest.CaptureFixture[str]) -> None:
     cli.main(["stages", "--config", str(CONFIG), "--async", "client"])
     assert capsys.readouterr().out.splitlines()[-1] == "* (--async)            async: client"

@@ -10,6 +10,7 @@ fires whether the session runs in a thread, a worker, the loop thread or the mai
 from __future__ import annotations
 
 import asyncio
+import bdb
 import json
 import logging
 import re
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -63,7 +65,7 @@ CASES = {
         "_serve_line", "handle", "_number")),
     # An asyncio server runs a threaded session in a worker: run_in_executor.
     "server": Expect(f"session {PEER}", "-", (
-        "_worker", "__call__", "_blocking_session", "run", "_serve_line", "handle",
+        "run", "_run", "__call__", "_blocking_session", "run", "_serve_line", "handle",
         "_number")),
 }
 
@@ -84,7 +86,7 @@ FRAME = re.compile(r"(/\S+?\.py)\((\d+)\)(\w+)\(\)")
 def run_pdb(stage: str) -> str:
     pick = ["--async", stage] if stage == "server" else ["--stage", stage]
     done = subprocess.run(
-        [sys.executable, "-m", "pdb", "-m", "guessgame", "demo", "--config", str(CONFIG),
+        [sys.executable, "-m", "pdb", "-m", "guessgame", "--", "demo", "--config", str(CONFIG),
          *pick, "--debug", "--seed", "1", "-q"],
         input=COMMANDS, capture_output=True, text=True, timeout=15,
     )
@@ -149,3 +151,37 @@ def test_only_pdb_is_handed_to_new_threads() -> None:
     # Under pytest no pdb traces this thread, so nothing is installed.
     assert not debugging.follow_pdb_into_threads()
     assert threading.gettrace() is None
+
+
+class _Pdb(bdb.Bdb):
+    """Looks like pdb to follow_pdb_into_threads(), and traces nothing."""
+
+    def trace_dispatch(self, frame: Any, event: str, arg: Any) -> None:  # type: ignore[override]
+        return None
+
+
+def test_pdb_reaches_threads_already_running_from_python_3_12() -> None:
+    """3.12 added threading.settrace_all_threads: a thread that was running before
+    `--debug` took effect is traced too. On 3.11 only threads started later are."""
+    tracer = _Pdb().trace_dispatch
+    asked = threading.Event()
+    seen: list[object] = []
+
+    def running() -> None:
+        asked.wait(5)
+        seen.append(sys.gettrace())
+
+    thread = threading.Thread(target=running, name="running before")
+    thread.start()
+    sys.settrace(tracer)
+    try:
+        assert debugging.follow_pdb_into_threads()
+    finally:
+        sys.settrace(None)
+    try:
+        asked.set()
+        thread.join(5)
+        assert threading.gettrace() == tracer
+        assert seen == ([tracer] if sys.version_info >= (3, 12) else [None])
+    finally:
+        threading.settrace(None)

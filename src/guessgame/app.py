@@ -50,7 +50,7 @@ async def _adopting(settings: Settings, in_task: Callable[[Bridge], Awaitable[T]
     task = asyncio.current_task()
     if task is not None:  # asyncio.run() takes no name for its task
         task.set_name(name)
-    bridge = Bridge.adopt_running_loop(settings.max_workers)
+    bridge = Bridge.adopt_running_loop(settings.max_workers, settings.worker_idle_timeout)
     try:
         return await in_task(bridge)
     finally:

@@ -28,10 +28,12 @@ from typing import Any, Final, TypeVar
 
 from guessgame import trace
 from guessgame.config import Settings
+from guessgame.workers import IDLE_TIMEOUT, WorkerPool
 
 T = TypeVar("T")
 
 LOOP_THREAD_NAME: Final = "event-loop"
+RESOLVER_WORKERS: Final = 4
 
 
 def new_event_loop(uvloop: bool = False) -> asyncio.AbstractEventLoop:
@@ -64,32 +66,33 @@ class Bridge:
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, thread: threading.Thread | None,
-                 max_workers: int) -> None:
+                 max_workers: int, idle_timeout: float = IDLE_TIMEOUT) -> None:
         self.loop = loop
         self._thread = thread
         self._loop_thread_id: int | None = None
         self._max_workers = max_workers
-        self._executors: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
+        self._idle_timeout = idle_timeout
+        self._executors: dict[str, WorkerPool] = {}
         self._executors_lock = threading.Lock()
         self._waiting: set[concurrent.futures.Future[Any]] = set()
         self._waiting_lock = threading.Lock()
         self._stopped = False
 
     @classmethod
-    def adopt_running_loop(cls, max_workers: int) -> Bridge:
+    def adopt_running_loop(cls, max_workers: int, idle_timeout: float = IDLE_TIMEOUT) -> Bridge:
         loop = asyncio.get_running_loop()
         _name_what_runs_on(loop, own_loop=False)
-        bridge = cls(loop, None, max_workers)
+        bridge = cls(loop, None, max_workers, idle_timeout)
         bridge._loop_thread_id = threading.get_ident()
         return bridge
 
     @classmethod
-    def start_loop_thread(cls, max_workers: int, debug: bool = False,
-                          uvloop: bool = False) -> Bridge:
+    def start_loop_thread(cls, max_workers: int, debug: bool = False, uvloop: bool = False,
+                          idle_timeout: float = IDLE_TIMEOUT) -> Bridge:
         loop = new_event_loop(uvloop)
         loop.set_debug(debug)
         _name_what_runs_on(loop, own_loop=True)
-        bridge = cls(loop, None, max_workers)
+        bridge = cls(loop, None, max_workers, idle_timeout)
         ready = threading.Event()
         bridge._thread = threading.Thread(target=bridge._serve_loop, args=(ready,),
                                           name=LOOP_THREAD_NAME)
@@ -175,7 +178,8 @@ class Bridge:
 
         run_in_executor does not carry contextvars across, so the call runs in a copy
         of the caller's context. The pools grow up to one worker per possible parked
-        call, so a read parked by one connection never queues another connection's.
+        call, so a read parked by one connection never queues another connection's,
+        and shrink again as workers sit idle (see workers.py).
         """
         if trace.enabled:
             trace.crossing("run_in_executor", "loop->thread", getattr(fn, "__qualname__", "?"))
@@ -183,15 +187,13 @@ class Bridge:
         call = _NamedCall(context, thread_name, fn, args)
         return await self.loop.run_in_executor(self._executor(purpose), call)
 
-    def _executor(self, purpose: str) -> concurrent.futures.ThreadPoolExecutor:
+    def _executor(self, purpose: str) -> WorkerPool:
         executor = self._executors.get(purpose)
         if executor is None:
             with self._executors_lock:
                 executor = self._executors.setdefault(
                     purpose,
-                    concurrent.futures.ThreadPoolExecutor(
-                        self._max_workers, thread_name_prefix=f"blocking-{purpose}"
-                    ),
+                    WorkerPool(f"blocking-{purpose}", self._max_workers, self._idle_timeout),
                 )
         return executor
 
@@ -231,7 +233,8 @@ def loop_thread_for(settings: Settings, layers: Iterable[str]) -> Bridge | None:
     else None, since at all threads no event loop exists."""
     if not settings.layers.any_of(layers):
         return None
-    return Bridge.start_loop_thread(settings.max_workers, settings.debug, settings.uvloop)
+    return Bridge.start_loop_thread(settings.max_workers, settings.debug, settings.uvloop,
+                                    settings.worker_idle_timeout)
 
 
 class _NamedCall:
@@ -264,30 +267,44 @@ def _name_what_runs_on(loop: asyncio.AbstractEventLoop, *, own_loop: bool) -> No
     """
     loop.set_task_factory(_named_task)
     if own_loop:
-        loop.set_default_executor(
-            concurrent.futures.ThreadPoolExecutor(thread_name_prefix="blocking-asyncio"))
+        # asyncio insists on a ThreadPoolExecutor here. It resolves host names only, and
+        # never for a numeric address, so a small pool that keeps its threads will do.
+        loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(
+            RESOLVER_WORKERS, thread_name_prefix="blocking-asyncio"))
 
 
 _NEXT_TASK_NAME: ContextVar[str | None] = ContextVar("next_task_name", default=None)
 """The name run_in_loop gives the task that run_coroutine_threadsafe is about to create."""
 
 
-def _named_task(loop: asyncio.AbstractEventLoop, coro: Any,
-                context: contextvars.Context | None = None) -> asyncio.Task[Any]:
+class _Task(asyncio.Task[Any]):
+    """A task whose name survives 3.13.0's create_task(), which calls set_name(name)
+    after a task factory even when no name was given, renaming every task `None`."""
+
+    def set_name(self, value: object) -> None:
+        if value is not None:
+            super().set_name(value)
+
+
+def _named_task(loop: asyncio.AbstractEventLoop, coro: Any, *, name: str | None = None,
+                context: contextvars.Context | None = None, **options: Any) -> asyncio.Task[Any]:
     """The bridge's task factory, so that no task is left named `Task-N`.
 
     A task created by run_in_loop is named after its coroutine and the waiting thread;
     any other task created without a name (janus's notifiers, say) after its coroutine.
-    create_task(name=...) renames the task afterwards, so an explicit name still wins.
+    An explicit create_task(name=...) wins: up to 3.13.0 asyncio renames the task after
+    the factory returns it, and later versions pass the name (and any other option) here.
     """
+    if name is not None:
+        return _Task(coro, loop=loop, name=name, context=context, **options)
     name = _NEXT_TASK_NAME.get()
     if name is None:
-        return asyncio.Task(coro, loop=loop, name=getattr(coro, "__qualname__", None),
-                            context=context)
+        return _Task(coro, loop=loop, name=getattr(coro, "__qualname__", None),
+                     context=context, **options)
     # The task's own context must not pass the name on to the tasks it creates.
     own = context.copy() if context is not None else contextvars.copy_context()
     own.run(_NEXT_TASK_NAME.set, None)
-    return asyncio.Task(coro, loop=loop, name=name, context=own)
+    return _Task(coro, loop=loop, name=name, context=own, **options)
 
 
 def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:

@@ -187,7 +187,7 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(without_separator(sys.argv[1:] if argv is None else argv))
     configure_logging(args.quiet)
     try:
         settings = settings_from(args)
@@ -206,6 +206,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("guessgame: interrupted", file=sys.stderr)
         return 130
+
+
+def without_separator(argv: Sequence[str]) -> list[str]:
+    """The arguments without a leading `--`.
+
+    `python -m pdb -m guessgame -- demo --seed 1` is the one spelling that works on every
+    Python: 3.13.0's pdb takes options after the module name as its own and refuses them
+    unless `--` comes first (fixed in 3.13.1), while 3.11 and 3.12 pass the `--` on.
+    """
+    return list(argv[1:] if argv[:1] == ["--"] else argv)
 
 
 def describe_failure(error: BaseException, args: argparse.Namespace) -> str:

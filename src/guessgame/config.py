@@ -96,6 +96,7 @@ class Settings:
     max_line_bytes: int = MAX_LINE_BYTES
     idle_timeout: float | None = 60.0
     max_connections: int = 1000
+    worker_idle_timeout: float = 10.0
     trace: bool = False
     debug: bool = False
     uvloop: bool = False
@@ -157,6 +158,7 @@ _NUMBERS: Final = {
     "max_line_bytes": int,
     "idle_timeout": float,
     "max_connections": int,
+    "worker_idle_timeout": float,
 }
 _FLAGS: Final = ("trace", "debug", "uvloop")
 

@@ -16,11 +16,22 @@ import threading
 
 
 def follow_pdb_into_threads() -> bool:
-    """If pdb traces this thread, make it trace new threads too. True if it did."""
+    """If pdb traces this thread, make it trace other threads too. True if it did.
+
+    On 3.12 and later `threading.settrace_all_threads` also reaches threads already
+    running (a loop thread started before `--debug` took effect, say); on 3.11 only
+    threads started from now on are traced. A pdb on the `sys.monitoring` backend
+    (3.14's `breakpoint()`) sets no trace function, so nothing is found here: its
+    breakpoints apply to every thread without help.
+    """
     tracer = sys.gettrace()
     if not isinstance(getattr(tracer, "__self__", None), bdb.Bdb):
         return False
-    threading.settrace(tracer)
+    settrace_all_threads = getattr(threading, "settrace_all_threads", None)
+    if settrace_all_threads is not None:
+        settrace_all_threads(tracer)
+    else:
+        threading.settrace(tracer)
     return True
 
 

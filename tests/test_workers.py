@@ -1,0 +1,98 @@
+"""The bridge's worker pool: no call waits behind another, and idle workers go away."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from guessgame.workers import WorkerPool
+
+WAIT = 5.0
+"""Upper bound for any wait in these tests; each normally ends at once."""
+
+
+def workers_named(prefix: str) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(prefix + "_")]
+
+
+def test_a_burst_runs_at_once_then_every_worker_retires() -> None:
+    pool = WorkerPool("burst", max_workers=50, idle_timeout=0.2)
+    burst = 30
+    started = threading.Barrier(burst + 1, timeout=WAIT)
+    release = threading.Event()
+
+    def parked() -> str:
+        started.wait()  # all 30 must be running together, or this breaks
+        release.wait(WAIT)
+        return threading.current_thread().name
+
+    futures = [pool.submit(parked) for _ in range(burst)]
+    started.wait()
+    assert pool.threads == burst
+    release.set()
+    names = {future.result(WAIT) for future in futures}
+    assert len(names) == burst
+    for thread in workers_named("burst"):
+        thread.join(WAIT)
+    assert pool.threads == 0
+    assert workers_named("burst") == []
+    pool.shutdown()
+
+
+def test_idle_workers_are_reused_last_in_first_out() -> None:
+    pool = WorkerPool("reuse", max_workers=4, idle_timeout=WAIT)
+    try:
+        names = [pool.submit(lambda: threading.current_thread().name).result(WAIT)
+                 for _ in range(20)]
+        assert len(set(names)) == 1
+        assert pool.threads == 1
+    finally:
+        pool.shutdown()
+    assert workers_named("reuse") == []
+
+
+def test_past_max_workers_calls_wait_their_turn() -> None:
+    pool = WorkerPool("full", max_workers=2, idle_timeout=WAIT)
+    release = threading.Event()
+    try:
+        first = [pool.submit(release.wait, WAIT) for _ in range(2)]
+        queued = pool.submit(lambda: "ran")
+        assert not queued.done() and pool.threads == 2
+        release.set()
+        assert queued.result(WAIT) == "ran"
+        assert all(future.result(WAIT) for future in first)
+    finally:
+        pool.shutdown()
+
+
+def test_an_exception_reaches_the_caller_and_the_worker_survives() -> None:
+    pool = WorkerPool("errors", max_workers=1, idle_timeout=WAIT)
+    try:
+        with pytest.raises(ZeroDivisionError):
+            pool.submit(lambda: 1 // 0).result(WAIT)
+        assert pool.submit(lambda: 42).result(WAIT) == 42
+    finally:
+        pool.shutdown()
+
+
+def test_a_shut_pool_refuses_new_calls_in_a_sentence() -> None:
+    pool = WorkerPool("shut", max_workers=1)
+    pool.submit(lambda: None).result(WAIT)
+    pool.shutdown()
+    assert workers_named("shut") == []
+    with pytest.raises(RuntimeError, match="worker pool shut is shut down: no new calls"):
+        pool.submit(lambda: None)
+
+
+def test_shutdown_lets_queued_calls_finish_or_cancels_them() -> None:
+    pool = WorkerPool("drain", max_workers=1, idle_timeout=WAIT)
+    release = threading.Event()
+    running = pool.submit(release.wait, WAIT)
+    queued = pool.submit(lambda: "ran")
+    stopper = threading.Thread(target=pool.shutdown, kwargs={"cancel_futures": True})
+    stopper.start()
+    release.set()
+    stopper.join(WAIT)
+    assert running.result(WAIT) is True
+    assert queued.cancelled()
