@@ -15,6 +15,9 @@ import pytest
 
 from guessgame import config
 from guessgame.config import Layers, Settings
+from hang_watch import pytest_timeout_cancel_timer, pytest_timeout_set_timer
+
+__all__ = ["pytest_timeout_cancel_timer", "pytest_timeout_set_timer"]  # hooks, used by name
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "guessgame.toml"

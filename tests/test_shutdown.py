@@ -18,7 +18,7 @@ from guessgame import cli
 from guessgame.bridge import Bridge, loop_thread_for
 from guessgame.config import SERVER_LAYERS, Layers, Settings
 from guessgame.host import ServerHost
-from peers import CONFIG, Peer, layers_arg
+from peers import CONFIG, PROBE_REPLY, Peer, layers_arg, peers
 
 SHUTDOWN_LIMIT = 2.0
 """The documented bound, in seconds, from the signal to the exit."""
@@ -124,6 +124,27 @@ def test_stop_from_a_coroutine_returns_after_everything_ended(settings: Settings
     threads_left, tasks_left = asyncio.run(main())
     assert (threads_left, tasks_left) == ([], [])
     assert reports[0] == "server: new game 1..5"
+
+
+def test_stop_as_every_session_finishes(settings: Settings) -> None:
+    """Every peer has played and left as the stop begins, so the session tasks finish
+    while stop() waits. Since 3.12 gather() over finished tasks does not yield, and the
+    asyncio server used to spin here for good, waiting for their done callbacks."""
+    bridge = loop_thread_for(settings, SERVER_LAYERS)
+    before = set(threading.enumerate())
+    try:
+        server = ServerHost(settings, bridge)
+        server.start()
+        with peers(server, 20) as finished:
+            for peer in finished:
+                assert peer.probe() == PROBE_REPLY
+        server.stop()
+        assert server_threads(before) == []
+        if bridge is not None:
+            assert bridge.run_in_loop(tasks_but_this_one()) == []
+    finally:
+        if bridge is not None:
+            bridge.close()
 
 
 def test_serve_on_a_taken_port_fails_in_one_line(layers: Layers,

@@ -48,9 +48,9 @@ class Server:
             await asyncio.gather(self._acceptor, return_exceptions=True)
         self._listener.close()
         self._sessions.abort_all()
-        # Only the tasks still running: since 3.12, gather() over tasks that have all
-        # finished returns a finished future without yielding to the loop, so waiting
-        # for `_tasks` to empty (it empties in done callbacks) would never end.
+        # Only tasks still running: since 3.12, gather() over tasks that have all
+        # finished returns a finished future without yielding to the loop, so a loop
+        # that waited for finished tasks to leave the set would spin forever.
         while running := [task for task in self._tasks if not task.done()]:
             await asyncio.gather(*running, return_exceptions=True)
 
@@ -88,7 +88,6 @@ class Server:
             trace.event("server", f"accepted {peer} as {session_id}")
         task = asyncio.create_task(self._run_session(sock, session_id), name=f"session {peer}")
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _run_session(self, sock: socket.socket, session_id: str) -> None:
         try:
@@ -98,6 +97,9 @@ class Server:
         finally:
             sock.close()
             self._sessions.release(session_id)
+            # Leave the set in the task's last step, not in a done callback a step later:
+            # then stop() never finds a finished task still listed.
+            self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
 
 
 async def _readable(sock: socket.socket) -> None:
