@@ -99,7 +99,7 @@ class Server:
             self._sessions.release(session_id)
             # Leave the set in the task's last step, not in a done callback a step later:
             # then stop() never finds a finished task still listed.
-            self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self._tasks.discard(asyncio.current_task())
 
 
 async def _readable(sock: socket.socket) -> None:
