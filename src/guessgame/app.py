@@ -20,7 +20,7 @@ from guessgame.bridge import Bridge, loop_thread_for, new_event_loop
 from guessgame.compose import Rounds, System
 from guessgame.config import CLIENT_LAYERS, LAYERS, SERVER_LAYERS, Settings
 from guessgame.host import ServerHost
-from guessgame.protocol import SEED_SCENARIO, Game, round_line
+from guessgame.protocol import OURS, SEED_SCENARIO, Game, Vocabulary, round_line
 
 T = TypeVar("T")
 log = logging.getLogger("guessgame")
@@ -174,14 +174,16 @@ def stop_signals() -> Iterator[Callable[[], None]]:
 # --- play ------------------------------------------------------------------------------
 
 
-def play(settings: Settings, host: str, port: int, game: Game, out: TextIO) -> int:
-    """One game against any server; errors propagate as GameError or OSError."""
+def play(settings: Settings, host: str, port: int, game: Game, out: TextIO,
+         words: Vocabulary = OURS) -> int:
+    """One game against any server, reporting in `words`; errors propagate as GameError
+    or OSError."""
 
     def in_thread(bridge: Bridge | None) -> list[Rounds]:
-        return System(settings, bridge).play_in_thread(host, port, (game,))
+        return System(settings, bridge).play_in_thread(host, port, (game,), words)
 
     async def in_task(bridge: Bridge) -> list[Rounds]:
-        return await System(settings, bridge).play_in_task(host, port, (game,))
+        return await System(settings, bridge).play_in_task(host, port, (game,), words)
 
     rounds = run_at_stage(settings, settings.layers.client, CLIENT_LAYERS, in_thread, in_task,
                           name="play")

@@ -14,6 +14,8 @@ from guessgame import app, config, debugging, timeline, trace
 from guessgame.bench import command as bench
 from guessgame.config import ConfigError, Settings
 from guessgame.protocol import (
+    OURS,
+    VOCABULARIES,
     Game,
     GameError,
     IdleTimeout,
@@ -83,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--upper", type=int, default=5, help="highest number of the range")
     play.add_argument("--secret", type=int, default=3, help="the number the server must find")
     play.add_argument("--guesses", type=int, default=5, help="how many guesses the server gets")
+    play.add_argument("--words", choices=list(VOCABULARIES), default=OURS.name,
+                      help="the decision words to report in: ours (WARMER...), the book's "
+                           "(Warmer...) or the Japanese article's (近付いた...); default: "
+                           "%(default)s")
 
     commands.add_parser("stages", parents=[common], help="list the stages in the config",
                         description="List every stage in the config with its async layers, "
@@ -182,7 +188,7 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
         raise_fd_limit()
         return app.serve(settings, args.host, args.port, sys.stdout, args.no_reports)
     game = Game(args.lower, args.upper, args.secret, args.guesses)
-    return app.play(settings, args.host, args.port, game, sys.stdout)
+    return app.play(settings, args.host, args.port, game, sys.stdout, VOCABULARIES[args.words])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
