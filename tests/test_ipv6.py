@@ -16,7 +16,7 @@ import booklike
 from guessgame import cli, netutil
 from guessgame.config import Layers, Settings
 from guessgame.host import serving
-from peers import CONFIG, DEADLINE, Wire, layers_arg, wait_until_idle
+from peers import CONFIG, DEADLINE, layers_arg, wait_until_idle
 
 
 def _no_ipv6_loopback() -> str | None:
@@ -61,11 +61,13 @@ def test_play_reaches_a_server_on_the_ipv6_loopback(settings: Settings,
 @needs_ipv6
 @pytest.mark.parametrize("picked", [Layers(), Layers(True, True, True, True)],
                          ids=["none", "all"])
-def test_serve_command_on_ipv6_serves_play(picked: Layers) -> None:
-    """The `serve` command itself, in a process of its own, as a user runs it."""
+def test_serve_command_on_ipv6_serves_play_and_the_books_client(
+        picked: Layers, capsys: pytest.CaptureFixture[str]) -> None:
+    """The `serve` command itself, in a process of its own, as a user runs it. With
+    --seed 7 the first connection's guesses let the book's client win both games."""
     server = subprocess.Popen(
         [sys.executable, "-m", "guessgame", "serve", "--host", "::1", "--port", "0",
-         "--config", str(CONFIG), "--async", layers_arg(picked), "-q"],
+         "--seed", "7", "--config", str(CONFIG), "--async", layers_arg(picked), "-q"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=os.environ | {"PYTHONWARNINGS": "error::ResourceWarning"})
     try:
@@ -73,17 +75,19 @@ def test_serve_command_on_ipv6_serves_play(picked: Layers) -> None:
         first = server.stdout.readline()
         assert first.startswith("listening on [::1]:"), first
         port = int(first.rsplit(":", 1)[1])
-        with Wire(port, host="::1") as wire:
-            wire.send("PARAMS 4 4")
-            assert wire.ask("NUMBER") == "4"
+        book = booklike.run_book_client(port, host="::1")
+        code = cli.main(["play", "--host", "::1", "--port", str(port), "--async",
+                         layers_arg(picked), "--config", str(CONFIG), "--words", "book"])
         server.terminate()
         out, err = server.communicate(timeout=DEADLINE)
     finally:
         if server.poll() is None:  # only after a failed assertion: do not leave it behind
             server.kill()
             server.communicate()
+    assert [game[-1][1] for game in book] == [booklike.CORRECT, booklike.CORRECT]
+    assert (code, capsys.readouterr().out.splitlines()[-1]) == (0, "client: 3 is CORRECT")
     assert (server.returncode, err) == (0, "")
-    assert "server: new game 4..4" in out
+    assert out.count("server: game cleared") == 2
 
 
 @needs_ipv6

@@ -102,7 +102,8 @@ def demo(settings: Settings, seed: int | None, out: TextIO) -> int:
 # --- serve -----------------------------------------------------------------------------
 
 
-def serve(settings: Settings, host: str, port: int, out: TextIO, quiet: bool) -> int:
+def serve(settings: Settings, host: str, port: int, out: TextIO, quiet: bool,
+          seed: int | None = None) -> int:
     """Serve until SIGINT or SIGTERM; then stop everything and return 0."""
 
     def write(line: str) -> None:
@@ -115,7 +116,7 @@ def serve(settings: Settings, host: str, port: int, out: TextIO, quiet: bool) ->
 
     def in_thread(bridge: Bridge | None) -> int:
         with stop_signals() as wait_for_signal, ServerHost(
-                settings, bridge, host, port, write=reports) as server:
+                settings, bridge, host, port, seed, reports) as server:
             announce(server)
             wait_for_signal()
             log.info("stopping on signal")
@@ -126,7 +127,7 @@ def serve(settings: Settings, host: str, port: int, out: TextIO, quiet: bool) ->
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        server = ServerHost(settings, bridge, host, port, write=reports)
+        server = ServerHost(settings, bridge, host, port, seed, reports)
         await server.astart()
         try:
             announce(server)

@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                                             "`listening on HOST:PORT`.")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=0, help="port to listen on; 0 picks a free one")
+    serve.add_argument("--seed", type=int,
+                       help="seed the server's guesses: each connection's guesses then depend "
+                            "only on the seed and the connection's number (1, 2, ...)")
     serve.add_argument("--no-reports", action="store_true",
                        help="do not print the transcript of each game on stdout")
 
@@ -186,7 +189,7 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
         return app.demo(settings, args.seed, sys.stdout)
     if args.command == "serve":
         raise_fd_limit()
-        return app.serve(settings, args.host, args.port, sys.stdout, args.no_reports)
+        return app.serve(settings, args.host, args.port, sys.stdout, args.no_reports, args.seed)
     game = Game(args.lower, args.upper, args.secret, args.guesses)
     return app.play(settings, args.host, args.port, game, sys.stdout, VOCABULARIES[args.words])
 
