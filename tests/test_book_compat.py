@@ -43,8 +43,9 @@ def server_transcript(results: booklike.Results) -> list[str]:
     return lines
 
 
-def run_book_client(settings: Settings, client: str, seed: int) -> tuple[booklike.Results,
-                                                                          list[str]]:
+def play_book_client(settings: Settings, client: str,
+                     seed: int) -> tuple[booklike.Results, list[str]]:
+    """The book's client's results, and our server's transcript once its session ended."""
     printed: list[str] = []
     with serving(settings, seed=seed, write=printed.append) as server:
         results = CLIENTS[client](server.port)
@@ -54,7 +55,7 @@ def run_book_client(settings: Settings, client: str, seed: int) -> tuple[booklik
 
 @pytest.mark.parametrize("client", list(CLIENTS))
 def test_book_client_wins_both_games_against_our_server(settings: Settings, client: str) -> None:
-    results, printed = run_book_client(settings, client, WINS)
+    results, printed = play_book_client(settings, client, WINS)
     assert [game[-1][1] for game in results] == [booklike.CORRECT, booklike.CORRECT]
     assert len(results[1]) == booklike.REQUESTS  # the closest call the book allows
     assert printed == server_transcript(results)
@@ -63,7 +64,7 @@ def test_book_client_wins_both_games_against_our_server(settings: Settings, clie
 @pytest.mark.parametrize("client", list(CLIENTS))
 def test_book_client_that_runs_out_of_guesses_clears_the_game(settings: Settings,
                                                              client: str) -> None:
-    results, printed = run_book_client(settings, client, LOSES)
+    results, printed = play_book_client(settings, client, LOSES)
     first, second = results
     assert first[-1][1] == booklike.CORRECT
     assert len(second) == booklike.REQUESTS
