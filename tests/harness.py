@@ -5,17 +5,18 @@ from __future__ import annotations
 from guessgame.bridge import loop_thread_for
 from guessgame.compose import Rounds, System
 from guessgame.config import CLIENT_LAYERS, Settings
-from guessgame.protocol import Game
+from guessgame.protocol import OURS, Game, Vocabulary
 
 
-def play(settings: Settings, port: int, games: tuple[Game, ...]) -> list[Rounds]:
+def play(settings: Settings, port: int, games: tuple[Game, ...], host: str = "127.0.0.1",
+         words: Vocabulary = OURS) -> list[Rounds]:
     """Play `games` with the configured client and connection flavours, from this thread.
 
     A loop thread is started only if the client side has an async layer.
     """
     bridge = loop_thread_for(settings, CLIENT_LAYERS)
     try:
-        return System(settings, bridge).play_in_thread("127.0.0.1", port, games)
+        return System(settings, bridge).play_in_thread(host, port, games, words)
     finally:
         if bridge is not None:
             bridge.close()

@@ -13,6 +13,8 @@ from conftest import CONFIG
 from guessgame import app, cli, config
 from guessgame.config import Settings
 from guessgame.host import serving
+from guessgame.protocol import DECISION_WORDS, VOCABULARIES, Decision
+from peers import layers_arg, wait_until_idle
 
 
 def test_stages_lists_every_stage_and_marks_the_current_one(
@@ -85,3 +87,37 @@ def test_a_failed_name_lookup_reads_as_a_sentence() -> None:
     args = cli.build_parser().parse_args(["play", "--port", "1", "--host", "nosuch.invalid"])
     error = socket.gaierror(-2, "Name or service not known")
     assert cli.describe_failure(error, args) == "cannot reach the server: Name or service not known"
+
+
+def test_play_reports_in_each_dialect(settings: Settings,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """`--words` changes only the words on the wire: our server reads each dialect back
+    into the decisions the client made (the book's Unsure standing in for SAME)."""
+    printed: list[str] = []
+    played: dict[str, list[tuple[int, Decision]]] = {}
+    with serving(settings, seed=5, write=printed.append) as server:
+        for words in VOCABULARIES:
+            code = cli.main(["play", "--port", str(server.port), "--words", words,
+                             "--async", layers_arg(settings.layers), "--config", str(CONFIG),
+                             "--lower", "1", "--upper", "6", "--secret", "3", "--guesses", "6"])
+            assert code == 0
+            out = capsys.readouterr().out.splitlines()
+            played[words] = [parse_round(line) for line in out[1:]]
+        wait_until_idle(server)
+    heard = [line for line in printed if not line.startswith("server: new game")]
+    assert heard == [f"server: {guess} is {DECISION_WORDS[VOCABULARIES[words].word(d)].value}"
+                     for words, rounds in played.items() for guess, d in rounds]
+    assert all(rounds[-1][1] is Decision.CORRECT for rounds in played.values())
+
+
+def parse_round(line: str) -> tuple[int, Decision]:
+    """`client: 4 is WARMER` -> (4, Decision.WARMER)."""
+    guess, decision = line.removeprefix("client: ").split(" is ")
+    return int(guess), Decision[decision]
+
+
+def test_play_refuses_an_unknown_dialect(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["play", "--port", "1", "--words", "klingon", "--config", str(CONFIG)])
+    assert exit_.value.code == cli.EXIT_USAGE
+    assert "--words: invalid choice: 'klingon'" in capsys.readouterr().err

@@ -36,6 +36,8 @@ PROTOCOL_ERRORS: list[tuple[str, tuple[str, ...], bytes, str]] = [
     ("bound with leading zeros", (), b"PARAMS 1 0000000000001000000001",
      f"ERROR bound {BOUND_LIMIT + 1} is outside -{BOUND_LIMIT}..{BOUND_LIMIT}"),
     ("lower > upper", (), b"PARAMS 5 1", "ERROR lower bound 5 is greater than upper bound 1"),
+    # hi == lo - 1 is the empty range that clears a game; one further down means nothing.
+    ("lower > upper + 1", (), b"PARAMS 0 -2", "ERROR lower bound 0 is greater than upper bound -2"),
     ("bound above the limit", (), f"PARAMS 1 {BOUND_LIMIT + 1}".encode(),
      f"ERROR bound {BOUND_LIMIT + 1} is outside -{BOUND_LIMIT}..{BOUND_LIMIT}"),
     ("bound below the limit", (), f"PARAMS {-BOUND_LIMIT - 1} 1".encode(),
@@ -45,6 +47,13 @@ PROTOCOL_ERRORS: list[tuple[str, tuple[str, ...], bytes, str]] = [
     ("REPORT before NUMBER", ("PARAMS 1 5",), b"REPORT WARMER", f"ERROR {REFUSALS['REPORT']}"),
     ("unknown decision", ("PARAMS 1 5", "NUMBER"), b"REPORT HOTTER",
      "ERROR unknown decision 'HOTTER'"),
+    ("decision in no dialect's case", ("PARAMS 1 5", "NUMBER"), b"REPORT warmer",
+     "ERROR unknown decision 'warmer'"),
+    # The empty range draws no reply (else it would be read here) and ends the game.
+    ("NUMBER after an empty range", ("PARAMS 1 5", "NUMBER", "PARAMS 0 -1"), b"NUMBER",
+     f"ERROR {REFUSALS['NUMBER']}"),
+    ("REPORT after an empty range", ("PARAMS 1 5", "NUMBER", "PARAMS 0 -1"), b"REPORT Correct",
+     f"ERROR {REFUSALS['REPORT']}"),
     ("range used up", ("PARAMS 7 7", "NUMBER", "REPORT COLDER"), b"NUMBER",
      "ERROR every number from 7 to 7 has been guessed"),
     ("empty line", (), b"", "ERROR empty line"),

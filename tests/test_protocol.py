@@ -8,11 +8,17 @@ import pytest
 
 from guessgame import protocol
 from guessgame.protocol import (
+    ARTICLE,
+    BOOK,
     BOUND_LIMIT,
+    DECISION_WORDS,
+    OURS,
     SEED_WORDS,
+    VOCABULARIES,
     Decision,
     Draw,
     Game,
+    GameCleared,
     GameStarted,
     Guesser,
     Judge,
@@ -22,6 +28,7 @@ from guessgame.protocol import (
     Reported,
     ServerError,
     State,
+    Vocabulary,
 )
 
 
@@ -75,12 +82,69 @@ def test_a_game_from_params_to_correct() -> None:
     assert guesser.state is State.IDLE
 
 
-@pytest.mark.parametrize(("word", "decision"), list(SEED_WORDS.items()) +
-                         [(d.value, d) for d in Decision])
-def test_both_vocabularies_of_decision_words(word: str, decision: Decision) -> None:
+DIALECT_TABLE = [
+    # (word, decision, dialect): the table docs/protocol.md shows, written out once more.
+    ("WARMER", Decision.WARMER, "ours"), ("COLDER", Decision.COLDER, "ours"),
+    ("UNSURE", Decision.UNSURE, "ours"), ("CORRECT", Decision.CORRECT, "ours"),
+    ("SAME", Decision.SAME, "ours"),
+    ("Warmer", Decision.WARMER, "book"), ("Colder", Decision.COLDER, "book"),
+    ("Unsure", Decision.UNSURE, "book"), ("Correct", Decision.CORRECT, "book"),
+    ("近付いた", Decision.WARMER, "article"), ("遠ざかった", Decision.COLDER, "article"),
+    ("不明", Decision.UNSURE, "article"), ("正解!", Decision.CORRECT, "article"),
+    ("前回と同じ", Decision.SAME, "article"),
+]
+
+
+@pytest.mark.parametrize(("word", "decision", "dialect"), DIALECT_TABLE)
+def test_every_dialects_decision_words(word: str, decision: Decision, dialect: str) -> None:
     guesser = Guesser(random.Random(4))
     steps = play(guesser, "PARAMS 1 9", "NUMBER", f"REPORT {word}")
     assert steps[2].event == Reported(int(steps[1].reply or ""), decision)
+    assert VOCABULARIES[dialect].words[decision] == word
+
+
+def test_the_server_accepts_exactly_the_dialects_words() -> None:
+    table = {word: decision for word, decision, _ in DIALECT_TABLE}
+    article = {word: decision for word, decision, dialect in DIALECT_TABLE
+               if dialect == "article"}
+    assert (table, article) == (DECISION_WORDS, SEED_WORDS)
+
+
+@pytest.mark.parametrize("word", ["warmer", "WaRmEr", "correct", "Same", "SAME!", "正解"])
+def test_a_word_in_no_dialect_is_refused_however_close(word: str) -> None:
+    guesser = Guesser(random.Random(4))
+    *_, refused = play(guesser, "PARAMS 1 9", "NUMBER", f"REPORT {word}")
+    assert refused.reply == f"ERROR unknown decision {word!r}"
+    assert guesser.state is State.GUESSED
+
+
+@pytest.mark.parametrize(("vocabulary", "lines"), [
+    (OURS, ["REPORT UNSURE", "REPORT SAME", "REPORT CORRECT"]),
+    # The book has no word for SAME: its client says Unsure, and so does ours in its words.
+    (BOOK, ["REPORT Unsure", "REPORT Unsure", "REPORT Correct"]),
+    (ARTICLE, ["REPORT 不明", "REPORT 前回と同じ", "REPORT 正解!"]),
+])
+def test_the_judge_reports_in_its_vocabulary(vocabulary: Vocabulary, lines: list[str]) -> None:
+    judge = Judge(Game(1, 5, 3, 5), vocabulary)
+    decisions = [judge.judge(guess) for guess in (1, 5, 3)]
+    assert decisions == [Decision.UNSURE, Decision.SAME, Decision.CORRECT]
+    assert [judge.report_line(decision) for decision in decisions] == lines
+
+
+@pytest.mark.parametrize("setup", [(), ("PARAMS 1 5",), ("PARAMS 1 5", "NUMBER"),
+                                   ("PARAMS 1 5", "NUMBER", "REPORT CORRECT")])
+@pytest.mark.parametrize("empty", ["PARAMS 0 -1", "PARAMS 10 9", "PARAMS -4 -5"])
+def test_an_empty_range_ends_the_game_without_a_reply(setup: tuple[str, ...], empty: str) -> None:
+    guesser = Guesser(random.Random(6))
+    play(guesser, *setup)
+    assert guesser.handle(empty) == protocol.Step(event=GameCleared())
+    assert guesser.state is State.IDLE
+    assert guesser.handle("NUMBER").reply == f"ERROR {protocol.REFUSALS['NUMBER']}"
+    assert guesser.handle("PARAMS 1 2").event == GameStarted(1, 2)
+
+
+def test_an_empty_range_is_described_in_the_transcript() -> None:
+    assert protocol.describe(GameCleared()) == "server: game cleared"
 
 
 @pytest.mark.parametrize(("lines", "reason"), [
@@ -90,6 +154,8 @@ def test_both_vocabularies_of_decision_words(word: str, decision: Decision) -> N
     (["PARAMS one 5"], "bound 'one' is not an integer"),
     (["PARAMS 1_0 5"], "bound '1_0' is not an integer"),
     (["PARAMS 5 1"], "lower bound 5 is greater than upper bound 1"),
+    (["PARAMS 0 -2"], "lower bound 0 is greater than upper bound -2"),
+    ([f"PARAMS {-BOUND_LIMIT} {-BOUND_LIMIT - 1}"], f"bound {-BOUND_LIMIT - 1} is outside"),
     ([f"PARAMS 0 {BOUND_LIMIT + 1}"], f"bound {BOUND_LIMIT + 1} is outside"),
     (["NUMBER"], "NUMBER before PARAMS: no game in progress"),
     (["PARAMS 1 5", "REPORT WARMER"], "REPORT before NUMBER: no guess to report"),

@@ -20,7 +20,7 @@ from guessgame.bridge import Bridge, loop_thread_for, new_event_loop
 from guessgame.compose import Rounds, System
 from guessgame.config import CLIENT_LAYERS, LAYERS, SERVER_LAYERS, Settings
 from guessgame.host import ServerHost
-from guessgame.protocol import SEED_SCENARIO, Game, round_line
+from guessgame.protocol import OURS, SEED_SCENARIO, Game, Vocabulary, round_line
 
 T = TypeVar("T")
 log = logging.getLogger("guessgame")
@@ -102,7 +102,8 @@ def demo(settings: Settings, seed: int | None, out: TextIO) -> int:
 # --- serve -----------------------------------------------------------------------------
 
 
-def serve(settings: Settings, host: str, port: int, out: TextIO, quiet: bool) -> int:
+def serve(settings: Settings, host: str, port: int, out: TextIO, quiet: bool,
+          seed: int | None = None) -> int:
     """Serve until SIGINT or SIGTERM; then stop everything and return 0."""
 
     def write(line: str) -> None:
@@ -115,7 +116,7 @@ def serve(settings: Settings, host: str, port: int, out: TextIO, quiet: bool) ->
 
     def in_thread(bridge: Bridge | None) -> int:
         with stop_signals() as wait_for_signal, ServerHost(
-                settings, bridge, host, port, write=reports) as server:
+                settings, bridge, host, port, seed, reports) as server:
             announce(server)
             wait_for_signal()
             log.info("stopping on signal")
@@ -126,7 +127,7 @@ def serve(settings: Settings, host: str, port: int, out: TextIO, quiet: bool) ->
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        server = ServerHost(settings, bridge, host, port, write=reports)
+        server = ServerHost(settings, bridge, host, port, seed, reports)
         await server.astart()
         try:
             announce(server)
@@ -174,14 +175,16 @@ def stop_signals() -> Iterator[Callable[[], None]]:
 # --- play ------------------------------------------------------------------------------
 
 
-def play(settings: Settings, host: str, port: int, game: Game, out: TextIO) -> int:
-    """One game against any server; errors propagate as GameError or OSError."""
+def play(settings: Settings, host: str, port: int, game: Game, out: TextIO,
+         words: Vocabulary = OURS) -> int:
+    """One game against any server, reporting in `words`; errors propagate as GameError
+    or OSError."""
 
     def in_thread(bridge: Bridge | None) -> list[Rounds]:
-        return System(settings, bridge).play_in_thread(host, port, (game,))
+        return System(settings, bridge).play_in_thread(host, port, (game,), words)
 
     async def in_task(bridge: Bridge) -> list[Rounds]:
-        return await System(settings, bridge).play_in_task(host, port, (game,))
+        return await System(settings, bridge).play_in_task(host, port, (game,), words)
 
     rounds = run_at_stage(settings, settings.layers.client, CLIENT_LAYERS, in_thread, in_task,
                           name="play")

@@ -14,6 +14,8 @@ from guessgame import app, config, debugging, timeline, trace
 from guessgame.bench import command as bench
 from guessgame.config import ConfigError, Settings
 from guessgame.protocol import (
+    OURS,
+    VOCABULARIES,
     Game,
     GameError,
     IdleTimeout,
@@ -72,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                                             "`listening on HOST:PORT`.")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=0, help="port to listen on; 0 picks a free one")
+    serve.add_argument("--seed", type=int,
+                       help="seed the server's guesses: each connection's guesses then depend "
+                            "only on the seed and the connection's number (1, 2, ...)")
     serve.add_argument("--no-reports", action="store_true",
                        help="do not print the transcript of each game on stdout")
 
@@ -83,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--upper", type=int, default=5, help="highest number of the range")
     play.add_argument("--secret", type=int, default=3, help="the number the server must find")
     play.add_argument("--guesses", type=int, default=5, help="how many guesses the server gets")
+    play.add_argument("--words", choices=list(VOCABULARIES), default=OURS.name,
+                      help="the decision words to report in: ours (WARMER...), the book's "
+                           "(Warmer...) or the Japanese article's (近付いた...); default: "
+                           "%(default)s")
 
     commands.add_parser("stages", parents=[common], help="list the stages in the config",
                         description="List every stage in the config with its async layers, "
@@ -180,9 +189,9 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
         return app.demo(settings, args.seed, sys.stdout)
     if args.command == "serve":
         raise_fd_limit()
-        return app.serve(settings, args.host, args.port, sys.stdout, args.no_reports)
+        return app.serve(settings, args.host, args.port, sys.stdout, args.no_reports, args.seed)
     game = Game(args.lower, args.upper, args.secret, args.guesses)
-    return app.play(settings, args.host, args.port, game, sys.stdout)
+    return app.play(settings, args.host, args.port, game, sys.stdout, VOCABULARIES[args.words])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

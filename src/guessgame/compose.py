@@ -16,7 +16,7 @@ from guessgame.aio import connection as aio_connection
 from guessgame.aio import session as aio_session
 from guessgame.bridge import Bridge
 from guessgame.config import Settings
-from guessgame.protocol import Decision, Game, Guesser
+from guessgame.protocol import OURS, Decision, Game, Guesser, Vocabulary
 from guessgame.reports import Reports
 from guessgame.threaded import client as threaded_client
 from guessgame.threaded import connection as threaded_connection
@@ -103,19 +103,23 @@ class System:
 
     # --- client side -----------------------------------------------------------------
 
-    def play_in_thread(self, host: str, port: int, games: tuple[Game, ...]) -> list[Rounds]:
+    def play_in_thread(self, host: str, port: int, games: tuple[Game, ...],
+                       words: Vocabulary = OURS) -> list[Rounds]:
+        """Play `games`, reporting each decision with `words`."""
         # run_coroutine_threadsafe copies this context, so the id crosses with the call.
         with trace.session(trace.CLIENT_ID):
             if self.layers.client:
-                return self.bridge.run_in_loop(self._async_play(host, port, games))
-            return self._blocking_play(host, port, games)
+                return self.bridge.run_in_loop(self._async_play(host, port, games, words))
+            return self._blocking_play(host, port, games, words)
 
-    async def play_in_task(self, host: str, port: int, games: tuple[Game, ...]) -> list[Rounds]:
+    async def play_in_task(self, host: str, port: int, games: tuple[Game, ...],
+                           words: Vocabulary = OURS) -> list[Rounds]:
         """Called when the client is the async top-level component, on its loop."""
         with trace.session(trace.CLIENT_ID):
-            return await self._async_play(host, port, games)
+            return await self._async_play(host, port, games, words)
 
-    def _blocking_play(self, host: str, port: int, games: tuple[Game, ...]) -> list[Rounds]:
+    def _blocking_play(self, host: str, port: int, games: tuple[Game, ...],
+                       words: Vocabulary) -> list[Rounds]:
         connection: threaded_connection.Lines
         if self.layers.connection:
             connection = self.bridge.run_in_loop(adapters.BlockingFace.connect(
@@ -124,12 +128,13 @@ class System:
             connection = threaded_connection.Connection.connect(host, port, self._limit,
                                                                 self._idle)
         try:
-            client = threaded_client.Client(connection)
+            client = threaded_client.Client(connection, words)
             return [client.play(game) for game in games]
         finally:
             connection.close()
 
-    async def _async_play(self, host: str, port: int, games: tuple[Game, ...]) -> list[Rounds]:
+    async def _async_play(self, host: str, port: int, games: tuple[Game, ...],
+                          words: Vocabulary) -> list[Rounds]:
         connection: aio_connection.Lines
         if self.layers.connection:
             connection = await aio_connection.Connection.connect(host, port, self._limit,
@@ -139,7 +144,7 @@ class System:
                 "connection", threaded_connection.Connection.connect, host, port, self._limit,
                 self._idle), self.bridge)
         try:
-            client = aio_client.Client(connection)
+            client = aio_client.Client(connection, words)
             return [await client.play(game) for game in games]
         finally:
             await connection.close()

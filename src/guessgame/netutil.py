@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import socket
 from typing import Any
 
@@ -23,8 +24,19 @@ def peer_of(sock: Any) -> str:
 
 
 def listen(host: str, port: int, backlog: int) -> socket.socket:
-    listener = socket.create_server((host, port), backlog=backlog)
-    return listener
+    """A listening socket on the address `host` names, in that address's family.
+
+    `::1` listens on IPv6, `127.0.0.1` on IPv4, and a name on the first address it
+    resolves to. `::` listens on IPv6 and, where the system can (dual-stack), on IPv4
+    as well; any other IPv6 address is IPv6 only. An empty host listens on every IPv4
+    address, as `0.0.0.0` does. A name that does not resolve raises socket.gaierror.
+    """
+    family, _, _, _, sockaddr = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    dualstack = (family == socket.AF_INET6 and ipaddress.ip_address(sockaddr[0]).is_unspecified
+                 and socket.has_dualstack_ipv6())
+    return socket.create_server(sockaddr, family=family, backlog=backlog,
+                                dualstack_ipv6=dualstack)
 
 
 def abort(sock: Any) -> None:

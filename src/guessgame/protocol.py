@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -32,15 +33,51 @@ class Decision(enum.Enum):
     SAME = "SAME"
 
 
-# The article's clients send these words; the server accepts both vocabularies.
-SEED_WORDS: Final = {
-    "近付いた": Decision.WARMER,
-    "遠ざかった": Decision.COLDER,
-    "不明": Decision.UNSURE,
-    "正解!": Decision.CORRECT,
-    "前回と同じ": Decision.SAME,
-}
-DECISION_WORDS: Final = {d.value: d for d in Decision} | SEED_WORDS
+@dataclass(frozen=True)
+class Vocabulary:
+    """One family of programs' decision words: the word its client sends for each decision.
+
+    The server reads every vocabulary's words (DECISION_WORDS); a client speaks one.
+    Words are matched exactly, from an explicit table, rather than case-insensitively:
+    each accepted word is one that a real program sends, the table is the whole list
+    of them, and a near miss such as `warmer` gets an ERROR that says so.
+    """
+
+    name: str
+    words: Mapping[Decision, str]
+
+    def word(self, decision: Decision) -> str:
+        # The book has no word for SAME: its client starts every round at Unsure and
+        # changes that only for a closer, farther or correct guess.
+        return self.words.get(decision, self.words[Decision.UNSURE])
+
+    def report_line(self, decision: Decision) -> str:
+        return f"REPORT {self.word(decision)}"
+
+
+OURS: Final = Vocabulary("ours", {d: d.value for d in Decision})
+BOOK: Final = Vocabulary("book", {
+    # Effective Python, 2nd edition, item 61: its client and server (example_code/item_61.py).
+    Decision.WARMER: "Warmer",
+    Decision.COLDER: "Colder",
+    Decision.UNSURE: "Unsure",
+    Decision.CORRECT: "Correct",
+})
+ARTICLE: Final = Vocabulary("article", {
+    # The Japanese article that ports the book's programs.
+    Decision.WARMER: "近付いた",
+    Decision.COLDER: "遠ざかった",
+    Decision.UNSURE: "不明",
+    Decision.CORRECT: "正解!",
+    Decision.SAME: "前回と同じ",
+})
+VOCABULARIES: Final = {v.name: v for v in (OURS, BOOK, ARTICLE)}
+"""The dialects `guessgame play --words` can speak, by name."""
+
+SEED_WORDS: Final = {word: decision for decision, word in ARTICLE.words.items()}
+DECISION_WORDS: Final = {word: decision for vocabulary in VOCABULARIES.values()
+                         for decision, word in vocabulary.words.items()}
+"""Every word the server accepts after REPORT, and the decision it stands for."""
 
 
 class GameError(Exception):
@@ -142,6 +179,8 @@ class State(enum.Enum):
 
 # Which commands each state accepts, and the error for the ones it refuses. Every
 # other transition is in Guesser's handlers; keeping this as data keeps it readable.
+# They are: PARAMS -> READY, or IDLE for an empty range (hi == lo - 1); NUMBER ->
+# GUESSED; REPORT -> IDLE after CORRECT, else READY.
 ACCEPTS: Final = {
     State.IDLE: {"PARAMS"},
     State.READY: {"PARAMS", "NUMBER"},
@@ -161,18 +200,25 @@ class GameStarted:
 
 
 @dataclass(frozen=True)
+class GameCleared:
+    """An empty range (`PARAMS 0 -1`) ended whatever game there was, with no reply."""
+
+
+@dataclass(frozen=True)
 class Reported:
     guess: int
     decision: Decision
 
 
-Event = GameStarted | Reported
+Event = GameStarted | GameCleared | Reported
 
 
 def describe(event: Event) -> str:
     """The server's transcript line for an event."""
     if isinstance(event, GameStarted):
         return f"server: new game {event.lower}..{event.upper}"
+    if isinstance(event, GameCleared):
+        return "server: game cleared"
     return f"server: {event.guess} is {event.decision.value}"
 
 
@@ -261,6 +307,11 @@ class Guesser:
 
     def _params(self, low: str, high: str) -> Step:
         lower, upper = parse_bound(low), parse_bound(high)
+        if upper == lower - 1:
+            # An empty range: the book's client sends `PARAMS 0 -1` after every game to
+            # clear it, and reads no reply. Any wider reversal means nothing: an ERROR.
+            self._draw, self._last, self.state = None, None, State.IDLE
+            return Step(event=GameCleared())
         if lower > upper:
             raise ProtocolError(f"lower bound {lower} is greater than upper bound {upper}")
         self._draw, self._last, self.state = Draw(lower, upper, self._rng), None, State.READY
@@ -316,10 +367,12 @@ SEED_SCENARIO: Final = (Game(1, 5, 3, 5), Game(10, 15, 12, 6))
 
 
 class Judge:
-    """The client side of one game: reads guesses, decides how they compare."""
+    """The client side of one game: reads guesses, decides how they compare, and words
+    each decision in the client's vocabulary."""
 
-    def __init__(self, game: Game) -> None:
+    def __init__(self, game: Game, vocabulary: Vocabulary = OURS) -> None:
         self.game = game
+        self.vocabulary = vocabulary
         self._last_distance: int | None = None
         self.rounds: list[tuple[int, Decision]] = []
 
@@ -355,9 +408,8 @@ class Judge:
         self.rounds.append((guess, decision))
         return decision
 
-
-def report_line(decision: Decision) -> str:
-    return f"REPORT {decision.value}"
+    def report_line(self, decision: Decision) -> str:
+        return self.vocabulary.report_line(decision)
 
 
 def round_line(guess: int, decision: Decision) -> str:

@@ -6,15 +6,16 @@ import contextlib
 from collections.abc import Iterator
 
 from guessgame import protocol, trace
-from guessgame.protocol import Decision, Game, Judge
+from guessgame.protocol import OURS, Decision, Game, Judge, Vocabulary
 from guessgame.threaded.connection import Lines
 
 
 class Client:
     """Plays games over one connection: `game()`, then `guesses()` and `report()`."""
 
-    def __init__(self, connection: Lines) -> None:
+    def __init__(self, connection: Lines, vocabulary: Vocabulary = OURS) -> None:
         self._connection = connection
+        self._vocabulary = vocabulary
         self._judge: Judge | None = None
 
     @contextlib.contextmanager
@@ -23,7 +24,7 @@ class Client:
         if trace.enabled:
             trace.event("client", f"game {game.lower}..{game.upper}")
         self._connection.send(game.params_line)
-        self._judge = Judge(game)
+        self._judge = Judge(game, self._vocabulary)
         try:
             yield self._judge
         finally:
@@ -39,10 +40,11 @@ class Client:
                 return
 
     def report(self, guess: int) -> Decision:
-        decision = self._current().judge(guess)
+        judge = self._current()
+        decision = judge.judge(guess)
         if trace.enabled:
             trace.event("client", f"report {guess} {decision.value}")
-        self._connection.send(protocol.report_line(decision))
+        self._connection.send(judge.report_line(decision))
         return decision
 
     def play(self, game: Game) -> list[tuple[int, Decision]]:
