@@ -18,8 +18,9 @@ from typing import TextIO, TypeVar
 
 from guessgame.bridge import Bridge, loop_thread_for, new_event_loop
 from guessgame.compose import Rounds, System
-from guessgame.config import CLIENT_LAYERS, LAYERS, SERVER_LAYERS, Settings
+from guessgame.config import CLIENT_LAYERS, LAYERS, Settings
 from guessgame.host import ServerHost
+from guessgame.live_server import LiveServer
 from guessgame.protocol import SEED_SCENARIO, Game, round_line
 
 T = TypeVar("T")
@@ -103,41 +104,20 @@ def demo(settings: Settings, seed: int | None, out: TextIO) -> int:
 
 
 def serve(settings: Settings, host: str, port: int, out: TextIO, quiet: bool) -> int:
-    """Serve until SIGINT or SIGTERM; then stop everything and return 0."""
+    """Serve until SIGINT or SIGTERM; then stop everything and return 0.
+
+    SIGHUP reads the config file again and moves the running server to its stage;
+    SIGUSR2 prints how each flavour of each layer has served (see live_server.py).
+    """
 
     def write(line: str) -> None:
-        print(line, file=out, flush=True)
+        # One write per line: servers of two stages may report at once during a reload.
+        out.write(line + "\n")
+        out.flush()
 
-    reports = None if quiet else write
-
-    def announce(server: ServerHost) -> None:
-        print(f"listening on {server.address}", file=out, flush=True)
-
-    def in_thread(bridge: Bridge | None) -> int:
-        with stop_signals() as wait_for_signal, ServerHost(
-                settings, bridge, host, port, write=reports) as server:
-            announce(server)
-            wait_for_signal()
-            log.info("stopping on signal")
-        return 0
-
-    async def in_task(bridge: Bridge) -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        server = ServerHost(settings, bridge, host, port, write=reports)
-        await server.astart()
-        try:
-            announce(server)
-            await stop.wait()
-            log.info("stopping on signal")
-        finally:
-            await server.astop()
-        return 0
-
-    return run_at_stage(settings, settings.layers.server, SERVER_LAYERS, in_thread, in_task,
-                        name="serve")
+    server = LiveServer(settings, host, port, None if quiet else write)
+    server.run(lambda address: write(f"listening on {address}"))
+    return 0
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
