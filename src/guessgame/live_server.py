@@ -183,6 +183,7 @@ class LiveServer:
     def _started(self, host: ServerHost) -> None:
         if self._current is not None:
             self._draining.append(self._current)
+            log.info("%s", reload.change(self._settings, host.settings))
         self._current, self._settings = host, host.settings
         self._starting = None
         if self._announce is not None:

@@ -17,16 +17,17 @@ log = logging.getLogger("guessgame")
 
 def reread(current: Settings) -> Settings | None:
     """The settings in `current`'s config file now; or None, after logging the one-line
-    error, when the file does not load, in which case the caller keeps `current`."""
+    error, when the file does not load, in which case the caller keeps `current`.
+
+    The caller logs `change(current, new)` once the new stage serves, so that every
+    connection made after that line is served at the new stage."""
     try:
         loaded = config.load(current.source)
     except ConfigError as error:
         log.error("%s", error)
         return None
-    new = loaded.with_options(trace=current.trace, debug=current.debug,
-                              uvloop=current.uvloop)
-    log.info("%s", change(current, new))
-    return new
+    return loaded.with_options(trace=current.trace, debug=current.debug,
+                               uvloop=current.uvloop)
 
 
 def change(old: Settings, new: Settings) -> str:
