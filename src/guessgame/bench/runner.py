@@ -140,6 +140,12 @@ class Server:
         text = self._stderr.read().decode(errors="replace").strip()
         return text
 
+    def errors_since(self, offset: int) -> tuple[str, int]:
+        """Stderr written since byte `offset`, and the offset to read from next."""
+        self._stderr.seek(offset)
+        data = self._stderr.read()
+        return data.decode(errors="replace"), offset + len(data)
+
     def close(self) -> None:
         if self.process.poll() is None:
             self.kill()
