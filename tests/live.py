@@ -92,6 +92,8 @@ class LiveServe:
         ]
         for reader in self._readers:
             reader.start()
+        # The line logged before serving began, so later waits count only what follows.
+        self.wait_for_line(lambda line: line.startswith("guessgame: config "), "the config line")
 
     def _read(self, stream: object, into: list[str]) -> None:
         for line in stream:  # type: ignore[attr-defined]
