@@ -7,8 +7,8 @@ received to its reply sent. `table()` puts the two flavours side by side; `guess
 serve` prints it on SIGUSR2.
 
 Memory is bounded whatever the traffic: latencies go into a fixed histogram of
-logarithmic buckets, eight to an octave (each about 9% wide), from 1 us to about
-100 s, so a percentile is exact to within one bucket.
+logarithmic buckets, eight to an octave (each about 9% wide), from 1 us to over two
+minutes, so a percentile is exact to within one bucket.
 """
 
 from __future__ import annotations
