@@ -4,16 +4,17 @@ If the top-level component is async, asyncio.run() owns the loop in the main thr
 and the bridge adopts it. Otherwise the main thread stays a plain thread, and a loop
 thread is started only when one of the layers the command uses is async. Either way
 the process has at most one event loop.
+
+`serve` is the exception: its stage may change while it runs (live_server.py), so its
+main thread runs the loop itself whenever a server-side layer is async, whichever
+flavour the acceptor is.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
-import socket
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TextIO, TypeVar
 
 from guessgame.bridge import Bridge, loop_thread_for, new_event_loop
@@ -118,37 +119,6 @@ def serve(settings: Settings, host: str, port: int, out: TextIO, quiet: bool) ->
     server = LiveServer(settings, host, port, None if quiet else write)
     server.run(lambda address: write(f"listening on {address}"))
     return 0
-
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-@contextlib.contextmanager
-def stop_signals() -> Iterator[Callable[[], None]]:
-    """A function that blocks the main thread until SIGINT or SIGTERM arrives.
-
-    The kernel hands a process signal to any of its threads, and Python runs the handler
-    in the main thread only when that thread next wakes: parked in Event.wait(), it may
-    never wake. The wakeup fd is written whichever thread took the signal, so the main
-    thread waits on that instead. Signals that arrive before the wait are kept in it.
-    """
-    reader, writer = socket.socketpair()
-    writer.setblocking(False)
-    previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
-    previous = {signum: signal.signal(signum, lambda *_: None) for signum in STOP_SIGNALS}
-
-    def wait() -> None:
-        while reader.recv(1)[0] not in STOP_SIGNALS:
-            pass
-
-    try:
-        yield wait
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        signal.set_wakeup_fd(previous_fd)
-        reader.close()
-        writer.close()
 
 
 # --- play ------------------------------------------------------------------------------

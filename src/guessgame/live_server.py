@@ -180,15 +180,20 @@ class LiveServer:
         return ServerHost(settings, bridge, write=self._write, listener=listener,
                           numbers=self._numbers, stats=self.stats)
 
-    def _started(self, host: ServerHost) -> None:
+    def _handed_over(self) -> None:
+        """The current generation no longer accepts: it drains from now on."""
         if self._current is not None:
             self._draining.append(self._current)
+            self._current = None
+
+    def _started(self, host: ServerHost) -> None:
+        if self._announce is None:  # not the first generation: a reload
             log.info("%s", reload.change(self._settings, host.settings))
-        self._current, self._settings = host, host.settings
-        self._starting = None
-        if self._announce is not None:
+        else:
             self._announce(self.address)
             self._announce = None
+        self._current, self._settings = host, host.settings
+        self._starting = None
 
     def _take_listener(self) -> socket.socket:
         assert self._listener is not None
@@ -206,6 +211,13 @@ class LiveServer:
 
     def _run_blocking(self, signals: Signals) -> bool:
         """Serve until a signal stops the server (True) or a stage needs a loop (False)."""
+        try:
+            return self._serve_blocking(signals)
+        except BaseException:
+            self._stop_all_blocking()
+            raise
+
+    def _serve_blocking(self, signals: Signals) -> bool:
         if self._starting is not None:
             self._advance_blocking(self._starting)
         while True:
@@ -214,9 +226,7 @@ class LiveServer:
                 host.stop()
             if signum in STOP:
                 log.info("stopping on signal")
-                for stopping in (self._current, *self._draining):
-                    if stopping is not None:
-                        stopping.stop()
+                self._stop_all_blocking()
                 return True
             if signum == signal.SIGUSR2:
                 self._print_stats()
@@ -228,9 +238,16 @@ class LiveServer:
 
     def _advance_blocking(self, settings: Settings) -> None:
         listener = self._take_listener() if self._current is None else self._current.hand_over()
+        self._handed_over()
         host = self._host(settings, listener, None)
         host.start()
         self._started(host)
+
+    def _stop_all_blocking(self) -> None:
+        hosts = [host for host in (self._current, *self._draining) if host is not None]
+        self._current, self._draining = None, []
+        for host in hosts:
+            host.stop()
 
     # --- with the event loop in the main thread --------------------------------------
 
@@ -278,6 +295,7 @@ class LiveServer:
             listener = await current.ahand_over()
         else:  # joins the threaded acceptor: not on the loop's thread
             listener = await run_in_new_thread(current.hand_over, "hand over")
+        self._handed_over()
         if settings.needs_loop_for(SERVER_LAYERS):
             host = self._host(settings, listener, self._bridge)
             await host.astart()
