@@ -12,9 +12,11 @@ import signal
 import subprocess
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 from peers import CONFIG, DEADLINE, eventually
 
@@ -66,6 +68,11 @@ class Flavours:
         return row[3], row[4]
 
 
+class Shape(NamedTuple):
+    threads: int
+    descriptors: dict[str, int]
+
+
 class LiveServe:
     """A serve process whose stderr and stdout are read as they come."""
 
@@ -106,6 +113,24 @@ class LiveServe:
 
     def threads(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/task"))
+
+    def shape(self) -> Shape:
+        """Its threads, and its descriptors by kind: an event loop shows as one more
+        epoll and a self-pipe, a leaked connection as one more socket."""
+        kinds: Counter[str] = Counter()
+        directory = f"/proc/{self.pid}/fd"
+        for fd in os.listdir(directory):
+            try:
+                target = os.readlink(f"{directory}/{fd}")
+            except FileNotFoundError:  # closed while we looked
+                continue
+            kinds[target.split(":")[0] if target.startswith(("socket:", "pipe:"))
+                  else target] += 1
+        return Shape(self.threads(), dict(kinds))
+
+    def wait_for_shape(self, expected: Shape, why: str) -> None:
+        eventually(lambda: self.shape() == expected,
+                   lambda: f"{expected} {why}; the server has {self.shape()}")
 
     def log(self) -> list[str]:
         """The server's own lines on stderr, not those of a session (`guessgame s1: ...`)."""
@@ -175,8 +200,8 @@ def live_serve(config: Path, text: str, *options: str) -> Iterator[LiveServe]:
         assert server.stderr_problems() == [], "\n".join(server.err)
 
 
-def fresh_threads(tmp: Path, stage: str) -> int:
-    """Threads of a serve process just started at `stage`: it announces its address once
-    its first server has started every thread it starts by itself."""
+def fresh_shape(tmp: Path, stage: str) -> Shape:
+    """Threads and descriptors of a serve process just started at `stage`: it announces
+    its address once its first server has started everything it starts by itself."""
     with live_serve(tmp / f"fresh-{stage}.toml", config_text(stage)) as fresh:
-        return fresh.threads()
+        return fresh.shape()

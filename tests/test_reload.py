@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from guessgame import config
-from live import config_text, fresh_threads, live_serve, stage_line
+from live import config_text, fresh_shape, live_serve, stage_line
 from peers import CONFIG, PROBE_REPLY, Peer, eventually
 
 STAGES = list(config.load(str(CONFIG)).stages)
@@ -44,7 +44,7 @@ def test_sighup_logs_the_change_in_one_line_and_keeps_the_pid(tmp_path: Path) ->
 def test_a_game_in_progress_finishes_on_its_flavours_and_new_ones_get_the_new(
         tmp_path: Path, old: str, new: str) -> None:
     before, after = (config.load(str(CONFIG), stage).layers for stage in (old, new))
-    expected_threads = fresh_threads(tmp_path, new)
+    fresh = fresh_shape(tmp_path, new)
     with live_serve(tmp_path / "g.toml", config_text(old)) as server, \
             Peer(server.port) as playing:
         playing.send("PARAMS 1 5")
@@ -63,8 +63,8 @@ def test_a_game_in_progress_finishes_on_its_flavours_and_new_ones_get_the_new(
             assert (counts.sessions(layer, "asyncio"), counts.sessions(layer, "threads")) == (
                 was + now, 2 - was - now), counts.lines
         playing.close()
-        server.wait_for_threads(expected_threads, f"once the {old} server has drained, "
-                                                  f"as in a fresh start at {new}")
+        server.wait_for_shape(fresh, f"once the {old} server has drained, as in a fresh "
+                                     f"start at {new}")
 
 
 @pytest.mark.parametrize(("broken", "error"), [
@@ -194,9 +194,10 @@ class Players:
 def test_100_clients_play_on_while_the_server_goes_through_every_stage_and_back(
         tmp_path: Path) -> None:
     path = STAGES + STAGES[-2::-1]  # all-threads ... all-async ... all-threads
-    single = {stage: fresh_threads(tmp_path, stage) for stage in ("async-server", "all-async")}
+    single = {stage: fresh_shape(tmp_path, stage).threads
+              for stage in ("async-server", "all-async")}
     with live_serve(tmp_path / "g.toml", config_text(path[0])) as server:
-        at_start = server.threads()
+        at_start = server.shape()
         with Players(server.port, 100) as players:
             players.wait_for_games(100)
             for old, new in itertools.pairwise(path):
@@ -210,7 +211,7 @@ def test_100_clients_play_on_while_the_server_goes_through_every_stage_and_back(
                 assert players.failures == []
         assert players.failures == []
         assert players.games > 100 * len(path)
-        server.wait_for_threads(at_start, "back at all-threads once every game has ended")
+        server.wait_for_shape(at_start, "back at all-threads once every game has ended")
         counts = server.flavours()
         refused = [line for line in server.err if "refused" in line]
         assert refused == []
