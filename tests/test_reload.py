@@ -185,6 +185,11 @@ class Players:
             writer.close()
             await writer.wait_closed()
 
+    def play_until(self, moment: float) -> None:
+        """Let the clients play until `moment` (time.monotonic()): pace, not
+        synchronisation; it ends at once if the clients were stopped."""
+        self._stop.wait(max(0.0, moment - time.monotonic()))
+
     def wait_for_games(self, more: int) -> None:
         mark = self.games
         eventually(lambda: self.games >= mark + more or bool(self.failures),
@@ -206,8 +211,7 @@ def test_100_clients_play_on_while_the_server_goes_through_every_stage_and_back(
                 if new in single:  # no thread per connection here: the count is exact
                     server.wait_for_threads(single[new], f"at {new} once {old} has drained")
                 players.wait_for_games(100)
-                # One reload a second: pace, not synchronisation.
-                players._stop.wait(max(0.0, reloaded + RELOAD_EVERY - time.monotonic()))
+                players.play_until(reloaded + RELOAD_EVERY)  # one reload a second
                 assert players.failures == []
         assert players.failures == []
         assert players.games > 100 * len(path)
