@@ -70,7 +70,7 @@ def test_bench_reload_cell_goes_through_every_stage_and_back(tmp_path: Path) -> 
     assert cell["path"] == stages + stages[-2::-1]
     assert [(step["from"], step["to"]) for step in cell["reloads"]] == list(
         zip(cell["path"], cell["path"][1:], strict=False))
-    assert cell["reloads_unanswered"] == 0
+    assert cell["reloads_unanswered"] == 0, cell["reloads"]
     assert cell["games"] > 0 and cell["failed"] == 0, cell["failures"]
     assert cell["server_refused"] == 0 and cell["server_exit"] == 0
     assert cell["threads_after_drain"] == cell["fresh_threads"]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import itertools
 import logging
 import signal
@@ -276,8 +277,12 @@ class LiveServer:
                 if signum == signal.SIGUSR2:
                     # Writing to stderr blocks; not on the loop's thread.
                     await run_in_new_thread(self._print_stats, "flavour stats")
-                elif signum == signal.SIGHUP and (new := reload.reread(self._settings)):
-                    await self._advance_on_loop(new)
+                elif signum == signal.SIGHUP:
+                    # Reading a file blocks, and so does logging its error: not on the loop.
+                    new = await run_in_new_thread(functools.partial(
+                        reload.reread, self._settings), "reload")
+                    if new is not None:
+                        await self._advance_on_loop(new)
             return False
         except BaseException:
             await self._stop_all_on_loop()
