@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from guessgame import app, config
+from guessgame import app, cli, config
 from guessgame.config import ConfigError, Layers, Settings
 from guessgame.flavour_stats import Histogram
 from guessgame.rollout import Rollout, number_of
@@ -110,3 +110,11 @@ def test_percentiles_come_from_a_fixed_number_of_buckets() -> None:
     assert 0.0005 <= p50 <= 0.0005 * 1.1  # the upper edge of its bucket, within 9%
     assert 0.0005 <= p99 <= 0.001 * 1.1
     assert Histogram().percentile(0.5) is None
+
+
+def test_stages_shows_the_rollout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, config_text("async-connection", "{ session = 0.25 }"))
+    assert cli.main(["stages", "--config", path]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2] == "* async-connection     async: connection"
+    assert out[-1] == "  rollout: async session 0.25 of new connections, whatever the stage"

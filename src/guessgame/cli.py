@@ -150,6 +150,9 @@ def list_stages(settings: Settings) -> int:
         print(f"{mark} {name:<20} async: {', '.join(layers.names) or 'none'}")
     if settings.stage not in settings.stages:
         print(f"* {'(--async)':<20} async: {', '.join(settings.layers.names) or 'none'}")
+    if settings.rollout:
+        shares = ", ".join(f"{name} {share:g}" for name, share in settings.rollout.items())
+        print(f"  rollout: async {shares} of new connections, whatever the stage")
     return 0
 
 
