@@ -18,10 +18,11 @@ from peers import CONFIG
 
 @pytest.mark.parametrize("share", [0.0, 0.1, 0.25, 0.5, 0.9, 1.0])
 @pytest.mark.parametrize("connections", [10, 200, 1000])
+@pytest.mark.parametrize("first", [1, 4321])  # from the start, or after a reload
 def test_the_async_share_is_the_fraction_to_within_two_connections(
-        share: float, connections: int) -> None:
+        share: float, connections: int, first: int) -> None:
     rollout = Rollout(Layers(), {"session": share})
-    picked = [rollout.choose(number) for number in range(1, connections + 1)]
+    picked = [rollout.choose(number) for number in range(first, first + connections)]
     async_sessions = sum(layers.session for layers in picked)
     assert abs(async_sessions - share * connections) <= 2
     assert not any(layers.connection or layers.server or layers.client for layers in picked)
