@@ -57,3 +57,20 @@ def test_bench_measures_idle_connections(tmp_path: Path) -> None:
 def test_bench_refuses_an_unknown_stage(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["bench", "--config", str(CONFIG), "--stage", "nope"]) == 2
     assert "unknown stage 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(60)
+def test_bench_reload_cell_goes_through_every_stage_and_back(tmp_path: Path) -> None:
+    out = tmp_path / "reload.json"
+    code = cli.main(["bench", "--config", str(CONFIG), "--reload", "--clients", "10",
+                     "--reload-every", "0.3", "--out", str(out), "-q"])
+    assert code == 0
+    cell = json.loads(out.read_text())["reload"]
+    stages = ["all-threads", "async-connection", "async-session", "async-server", "all-async"]
+    assert cell["path"] == stages + stages[-2::-1]
+    assert [(step["from"], step["to"]) for step in cell["reloads"]] == list(
+        zip(cell["path"], cell["path"][1:], strict=False))
+    assert cell["reloads_unanswered"] == 0, cell["reloads"]
+    assert cell["games"] > 0 and cell["failed"] == 0, cell["failures"]
+    assert cell["server_refused"] == 0 and cell["server_exit"] == 0
+    assert cell["threads_after_drain"] == cell["fresh_threads"]

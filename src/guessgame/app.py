@@ -4,22 +4,24 @@ If the top-level component is async, asyncio.run() owns the loop in the main thr
 and the bridge adopts it. Otherwise the main thread stays a plain thread, and a loop
 thread is started only when one of the layers the command uses is async. Either way
 the process has at most one event loop.
+
+`serve` is the exception: its stage may change while it runs (live_server.py), so its
+main thread runs the loop itself whenever a server-side layer is async, whichever
+flavour the acceptor is.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
-import socket
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TextIO, TypeVar
 
 from guessgame.bridge import Bridge, loop_thread_for, new_event_loop
 from guessgame.compose import Rounds, System
-from guessgame.config import CLIENT_LAYERS, LAYERS, SERVER_LAYERS, Settings
+from guessgame.config import CLIENT_LAYERS, LAYERS, Settings
 from guessgame.host import ServerHost
+from guessgame.live_server import LiveServer
 from guessgame.protocol import OURS, SEED_SCENARIO, Game, Vocabulary, round_line
 
 T = TypeVar("T")
@@ -104,72 +106,20 @@ def demo(settings: Settings, seed: int | None, out: TextIO) -> int:
 
 def serve(settings: Settings, host: str, port: int, out: TextIO, quiet: bool,
           seed: int | None = None) -> int:
-    """Serve until SIGINT or SIGTERM; then stop everything and return 0."""
+    """Serve until SIGINT or SIGTERM; then stop everything and return 0.
+
+    SIGHUP reads the config file again and moves the running server to its stage;
+    SIGUSR2 prints how each flavour of each layer has served (see live_server.py).
+    """
 
     def write(line: str) -> None:
-        print(line, file=out, flush=True)
+        # One write per line: servers of two stages may report at once during a reload.
+        out.write(line + "\n")
+        out.flush()
 
-    reports = None if quiet else write
-
-    def announce(server: ServerHost) -> None:
-        print(f"listening on {server.address}", file=out, flush=True)
-
-    def in_thread(bridge: Bridge | None) -> int:
-        with stop_signals() as wait_for_signal, ServerHost(
-                settings, bridge, host, port, seed, reports) as server:
-            announce(server)
-            wait_for_signal()
-            log.info("stopping on signal")
-        return 0
-
-    async def in_task(bridge: Bridge) -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        server = ServerHost(settings, bridge, host, port, seed, reports)
-        await server.astart()
-        try:
-            announce(server)
-            await stop.wait()
-            log.info("stopping on signal")
-        finally:
-            await server.astop()
-        return 0
-
-    return run_at_stage(settings, settings.layers.server, SERVER_LAYERS, in_thread, in_task,
-                        name="serve")
-
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-@contextlib.contextmanager
-def stop_signals() -> Iterator[Callable[[], None]]:
-    """A function that blocks the main thread until SIGINT or SIGTERM arrives.
-
-    The kernel hands a process signal to any of its threads, and Python runs the handler
-    in the main thread only when that thread next wakes: parked in Event.wait(), it may
-    never wake. The wakeup fd is written whichever thread took the signal, so the main
-    thread waits on that instead. Signals that arrive before the wait are kept in it.
-    """
-    reader, writer = socket.socketpair()
-    writer.setblocking(False)
-    previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
-    previous = {signum: signal.signal(signum, lambda *_: None) for signum in STOP_SIGNALS}
-
-    def wait() -> None:
-        while reader.recv(1)[0] not in STOP_SIGNALS:
-            pass
-
-    try:
-        yield wait
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        signal.set_wakeup_fd(previous_fd)
-        reader.close()
-        writer.close()
+    server = LiveServer(settings, host, port, None if quiet else write, seed)
+    server.run(lambda address: write(f"listening on {address}"))
+    return 0
 
 
 # --- play ------------------------------------------------------------------------------

@@ -228,10 +228,42 @@ class Bridge:
             future.cancel()
 
 
+async def run_in_new_thread(fn: Callable[[], T], name: str) -> T:
+    """Run blocking `fn()` in a thread of its own that ends with the call, and await it.
+
+    For rare calls, such as stopping a threaded server during a reload, where a pooled
+    worker would stay behind after the call: once the call is done, no thread is left.
+    """
+    if trace.enabled:
+        trace.crossing("thread", "loop->thread", getattr(fn, "__qualname__", "?"))
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if done.cancelled():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)  # type: ignore[arg-type]
+
+    def call() -> None:
+        try:
+            result = context.run(fn)
+        except BaseException as error:  # raised again in the awaiting task
+            loop.call_soon_threadsafe(settle, None, error)
+        else:
+            loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=call, name=name).start()
+    return await done
+
+
 def loop_thread_for(settings: Settings, layers: Iterable[str]) -> Bridge | None:
     """For a caller that is a plain thread: a loop thread if any of `layers` is async,
     else None, since at all threads no event loop exists."""
-    if not settings.layers.any_of(layers):
+    if not settings.needs_loop_for(layers):
         return None
     return Bridge.start_loop_thread(settings.max_workers, settings.debug, settings.uvloop,
                                     settings.worker_idle_timeout)

@@ -71,7 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", parents=[common], help="serve until SIGINT or SIGTERM",
                                 description="Serve games. The first line of stdout is "
-                                            "`listening on HOST:PORT`.")
+                                            "`listening on HOST:PORT`. SIGHUP reads the "
+                                            "config again and moves the running server to "
+                                            "its stage; SIGUSR2 prints each flavour's "
+                                            "sessions, errors and reply latency on stderr.")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=0, help="port to listen on; 0 picks a free one")
     serve.add_argument("--seed", type=int,
@@ -156,6 +159,9 @@ def list_stages(settings: Settings) -> int:
         print(f"{mark} {name:<20} async: {', '.join(layers.names) or 'none'}")
     if settings.stage not in settings.stages:
         print(f"* {'(--async)':<20} async: {', '.join(settings.layers.names) or 'none'}")
+    if settings.rollout:
+        shares = ", ".join(f"{name} {share:g}" for name, share in settings.rollout.items())
+        print(f"  rollout: async {shares} of new connections, whatever the stage")
     return 0
 
 

@@ -15,7 +15,8 @@ from guessgame.aio import client as aio_client
 from guessgame.aio import connection as aio_connection
 from guessgame.aio import session as aio_session
 from guessgame.bridge import Bridge
-from guessgame.config import Settings
+from guessgame.config import Layers, Settings
+from guessgame.flavour_stats import Meter
 from guessgame.protocol import OURS, Decision, Game, Guesser, Vocabulary
 from guessgame.reports import Reports
 from guessgame.threaded import client as threaded_client
@@ -29,11 +30,15 @@ _UNSEEDED = random.Random()
 
 class System:
     def __init__(self, settings: Settings, bridge: Bridge | None = None,
-                 reports: Reports | None = None, seed: int | None = None) -> None:
+                 reports: Reports | None = None, seed: int | None = None,
+                 layers: Layers | None = None, meter: Meter | None = None) -> None:
+        """`layers` overrides the settings' for one connection a rollout chose them for;
+        `meter` times that connection's replies for the flavour statistics."""
         # No check for a bridge here: a server whose only async layer is the client's
         # (or a client whose only async layers are the server's) never crosses.
         self.settings = settings
-        self.layers = settings.layers
+        self.layers = settings.layers if layers is None else layers
+        self._meter = meter
         self._bridge = bridge
         self._reports = reports
         self._seed = seed
@@ -82,6 +87,8 @@ class System:
                 adapters.BlockingFace.open(self.bridge, sock, self._limit, self._idle))
         else:
             connection = threaded_connection.Connection(sock, self._limit, self._idle)
+        if self._meter is not None:
+            connection = self._meter.blocking(connection)
         report = self._reports.put_from_thread if self._reports else None
         try:
             threaded_session.Session(connection, self._guesser(session_id), report).run()
@@ -95,6 +102,8 @@ class System:
         else:
             connection = adapters.AsyncFace(
                 threaded_connection.Connection(sock, self._limit, self._idle), self.bridge)
+        if self._meter is not None:
+            connection = self._meter.awaitable(connection)
         report = self._reports.put_from_loop if self._reports else None
         try:
             await aio_session.Session(connection, self._guesser(session_id), report).run()

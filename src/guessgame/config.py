@@ -22,6 +22,9 @@ LAYERS: Final = ("connection", "session", "client", "server")
 SERVER_LAYERS: Final = ("connection", "session", "server")
 """The layers a server process runs; the client layer is not among them."""
 CLIENT_LAYERS: Final = ("connection", "client")
+ROLLOUT_LAYERS: Final = ("connection", "session")
+"""The layers a server picks anew for each connection, so they can be rolled out gradually;
+the server layer is one acceptor, and the client layer is not the server's."""
 CONFIG_ENV: Final = "GUESSGAME_CONFIG"
 DEFAULT_NAME: Final = "guessgame.toml"
 PACKAGED: Final = Path(__file__).with_name("default.toml")
@@ -101,6 +104,19 @@ class Settings:
     debug: bool = False
     uvloop: bool = False
     stages: dict[str, Layers] = field(default_factory=dict)
+    rollout: dict[str, float] = field(default_factory=dict)
+    """Layer -> fraction of new connections on which it runs async, overriding the
+    stage's all-or-nothing for that layer (`rollout = { session = 0.25 }`)."""
+
+    def may_be_async(self, name: str) -> bool:
+        """Whether some connection may run layer `name` async at these settings."""
+        if name in self.rollout:
+            return self.rollout[name] > 0
+        return bool(getattr(self.layers, name))
+
+    def needs_loop_for(self, names: Iterable[str]) -> bool:
+        """Whether any of the layers `names` may need the event loop."""
+        return any(self.may_be_async(name) for name in names)
 
     @property
     def timeouts_on(self) -> bool:
@@ -118,8 +134,16 @@ class Settings:
         return self.idle_timeout if self.timeouts_on else None
 
     def describe(self) -> str:
-        layers = ", ".join(self.layers.names) or "none"
-        return f"config {self.source}: stage {self.stage} (async: {layers})"
+        return f"config {self.source}: stage {self.stage} ({self.describe_layers()})"
+
+    def describe_layers(self) -> str:
+        """`async: connection`, and the rollout if there is one: `async: connection;
+        rollout: session 0.25`."""
+        text = f"async: {', '.join(self.layers.names) or 'none'}"
+        if self.rollout:
+            shares = ", ".join(f"{name} {share:g}" for name, share in self.rollout.items())
+            text += f"; rollout: {shares}"
+        return text
 
     def with_options(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -179,7 +203,28 @@ def _settings_from(table: dict[str, Any], path: Path) -> dict[str, Any]:
             values[key] = table[key]
     if values.get("max_line_bytes", MAX_LINE_BYTES) < 16:
         raise ConfigError(f"{path}: max_line_bytes must be at least 16")
+    if "rollout" in table:
+        values["rollout"] = _rollout_from(table["rollout"], path)
     return values
+
+
+def _rollout_from(table: Any, path: Path) -> dict[str, float]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: guessgame.rollout must be a table of layer = fraction, "
+                          f"like {{ session = 0.25 }}")
+    rollout = {}
+    for name, share in table.items():
+        if name not in ROLLOUT_LAYERS:
+            raise ConfigError(
+                f"{path}: guessgame.rollout: {name!r} cannot be rolled out per connection; "
+                f"the layers chosen per connection are {', '.join(ROLLOUT_LAYERS)}")
+        if (isinstance(share, bool) or not isinstance(share, (int, float))
+                or not 0 <= share <= 1):
+            raise ConfigError(
+                f"{path}: guessgame.rollout.{name} must be a fraction from 0 to 1, got {share!r}")
+        rollout[name] = float(share)
+    # In the layers' own order, so that logs and traces read the same whatever the file's.
+    return {name: rollout[name] for name in ROLLOUT_LAYERS if name in rollout}
 
 
 def load(

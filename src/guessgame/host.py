@@ -16,9 +16,10 @@ from types import TracebackType
 from guessgame import netutil
 from guessgame.aio import server as aio_server
 from guessgame.bridge import Bridge, loop_thread_for
-from guessgame.compose import System
 from guessgame.config import SERVER_LAYERS, Settings
+from guessgame.flavour_stats import FlavourStats
 from guessgame.reports import Reports, Write
+from guessgame.rollout import PerConnection
 from guessgame.threaded import server as threaded_server
 
 LISTEN_BACKLOG = 4096
@@ -26,12 +27,20 @@ LISTEN_BACKLOG = 4096
 
 class ServerHost:
     def __init__(self, settings: Settings, bridge: Bridge | None, host: str = "127.0.0.1",
-                 port: int = 0, seed: int | None = None, write: Write | None = None) -> None:
+                 port: int = 0, seed: int | None = None, write: Write | None = None, *,
+                 listener: socket.socket | None = None, numbers: Iterator[int] | None = None,
+                 stats: FlavourStats | None = None) -> None:
+        """Listen on `host:port`, or on `listener`, one a previous server handed over;
+        `numbers` and `stats` are shared by the servers that follow one another on it."""
         self.settings = settings
         self._bridge = bridge
         self._seed = seed
         self._write = write
-        self._listener: socket.socket | None = netutil.listen(host, port, LISTEN_BACKLOG)
+        self._numbers = numbers
+        self._stats = stats
+        if listener is None:
+            listener = netutil.listen(host, port, LISTEN_BACKLOG)
+        self._listener: socket.socket | None = listener
         self.address = netutil.address(self._listener.getsockname())
         self.port: int = self._listener.getsockname()[1]
         self._reports: Reports | None = None
@@ -98,12 +107,31 @@ class ServerHost:
             await self._bridge.run_in_thread("server", self._stop_threaded,
                                              thread_name="server stop")
 
+    # --- handing the listener to the next server (a reload) ------------------------
+
+    def hand_over(self) -> socket.socket:
+        """From a thread: stop accepting, keep serving, and return the listener."""
+        if self._is_async:
+            assert self._bridge is not None
+            return self._bridge.run_in_loop(self.ahand_over())
+        assert self._threaded is not None, "only a started server hands over"
+        return self._threaded.hand_over_listener()
+
+    async def ahand_over(self) -> socket.socket:
+        """From a coroutine, for an asyncio server; a threaded one blocks for a moment
+        (it joins its acceptor), so call `hand_over` from a thread for that."""
+        assert self._async is not None, "only a started asyncio server hands over here"
+        return await self._async.hand_over_listener()
+
     # --- the two flavours ----------------------------------------------------------
 
+    def _per_connection(self, reports: Reports | None) -> PerConnection:
+        return PerConnection(self.settings, self._bridge, reports, self._seed, self._stats)
+
     def _start_threaded(self, reports: Reports | None) -> None:
-        system = System(self.settings, self._bridge, reports, self._seed)
-        server = threaded_server.Server(self._take_listener(), system.serve_in_thread,
-                                        self.settings.max_connections)
+        serve = self._per_connection(reports).serve_in_thread
+        server = threaded_server.Server(self._take_listener(), serve,
+                                        self.settings.max_connections, self._numbers)
         # Start threads only once nothing else can fail, so a failed start leaks none.
         self._reports, self._threaded = reports, server
         if reports is not None:
@@ -122,9 +150,9 @@ class ServerHost:
         if self._write is not None:
             self._reports = await Reports.on_loop(self._write)
             await self._reports.start_task()
-        system = System(self.settings, self._bridge, self._reports, self._seed)
-        self._async = aio_server.Server(self._take_listener(), system.serve_in_task,
-                                        self.settings.max_connections)
+        serve = self._per_connection(self._reports).serve_in_task
+        self._async = aio_server.Server(self._take_listener(), serve,
+                                        self.settings.max_connections, self._numbers)
         await self._async.start()
 
     async def _stop_async(self) -> None:

@@ -7,6 +7,7 @@ import itertools
 import logging
 import socket
 import threading
+from collections.abc import Iterator
 
 from guessgame import netutil, protocol
 
@@ -19,11 +20,13 @@ ACCEPT_RETRY_DELAY = 0.1
 class Sessions:
     """The sessions a server is serving now, keyed by session id."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, numbers: Iterator[int] | None = None) -> None:
+        """`numbers` numbers the session ids; servers that follow one another on one
+        listener (a reload) share it, so that no two sessions of a process share an id."""
         self.limit = limit
         self._lock = threading.Lock()
         self._open: dict[str, socket.socket] = {}
-        self._numbers = itertools.count(1)
+        self._numbers = itertools.count(1) if numbers is None else numbers
         self._refusal = protocol.encode(protocol.error_line(protocol.TooManyConnections(limit)))
 
     def admit(self, sock: socket.socket, peer: str) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -24,10 +24,11 @@ class Server:
     `stop()` returns only once the acceptor and every session task have ended.
     """
 
-    def __init__(self, listener: socket.socket, serve: Serve, max_connections: int) -> None:
+    def __init__(self, listener: socket.socket, serve: Serve, max_connections: int,
+                 numbers: Iterator[int] | None = None) -> None:
         self._listener = listener
         self._serve = serve
-        self._sessions = Sessions(max_connections)
+        self._sessions = Sessions(max_connections, numbers)
         self._tasks: set[asyncio.Task[None]] = set()
         self._acceptor: asyncio.Task[None] | None = None
         self.address = netutil.address(listener.getsockname())
@@ -53,6 +54,19 @@ class Server:
         # that waited for finished tasks to leave the set would spin forever.
         while running := [task for task in self._tasks if not task.done()]:
             await asyncio.gather(*running, return_exceptions=True)
+
+    async def hand_over_listener(self) -> socket.socket:
+        """Stop accepting and return the listener for another server to accept on.
+
+        The session tasks go on; `stop()` still ends them, and closes this server's own
+        descriptor of the listener, not the one handed over (a dup of it). Connections
+        waiting in the backlog stay there: the acceptor is cancelled only while it waits
+        for readability or yields between two accepts, never with a socket in hand.
+        """
+        if self._acceptor is not None:
+            self._acceptor.cancel()
+            await asyncio.gather(self._acceptor, return_exceptions=True)
+        return self._listener.dup()
 
     async def __aenter__(self) -> Server:
         await self.start()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from guessgame import config
-from guessgame.bench import report, runner
+from guessgame.bench import reload_cell, report, runner
 from guessgame.bench.runner import Target
 from guessgame.config import ConfigError, Layers, Settings
 
@@ -53,6 +53,12 @@ def add_parser(commands: Any) -> None:
                             "uvloop's event loop (needs uvloop)")
     bench.add_argument("--no-baselines", dest="baselines", action="store_false",
                        help="skip the two minimal servers")
+    bench.add_argument("--reload", action="store_true",
+                       help="instead, measure one server reloaded (SIGHUP) through every "
+                            "named stage and back while clients play, reconnecting after "
+                            "each game (--clients: how many, default 100)")
+    bench.add_argument("--reload-every", type=float, default=1.0, metavar="S",
+                       help="seconds between reloads with --reload (default: 1)")
     bench.add_argument("--out", metavar="PATH", help="write the results as JSON")
     bench.add_argument("--plot", metavar="PATH", help="write a PNG of rounds/s and CPU per "
                                                       "round against clients (needs matplotlib)")
@@ -117,7 +123,25 @@ def bench_config(settings: Settings, connections: int, directory: str) -> str:
     return str(path)
 
 
+def run_reload(args: argparse.Namespace, settings: Settings) -> int:
+    clients = args.clients[0] if args.clients else 100
+    with tempfile.TemporaryDirectory(prefix="guessgame-bench-") as directory:
+        path = bench_config(settings, clients, directory)
+        if not args.quiet:
+            stages = " -> ".join(reload_cell.stage_path(list(settings.stages)))
+            print(f"bench: reload through {stages}, every {args.reload_every:g} s, "
+                  f"{clients} clients", file=sys.stderr, flush=True)
+        cell = reload_cell.measure_reload(path, list(settings.stages), clients,
+                                          args.reload_every)
+    print(reload_cell.summary(cell))
+    if args.out:
+        report.write_json(args.out, {"machine": report.machine(), "reload": cell})
+    return 0
+
+
 def run_bench(args: argparse.Namespace, settings: Settings) -> int:
+    if args.reload:
+        return run_reload(args, settings)
     try:
         chosen = targets(args, settings)
     except ConfigError as error:

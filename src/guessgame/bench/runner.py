@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import selectors
 import signal
 import subprocess
@@ -139,6 +140,19 @@ class Server:
         self._stderr.seek(0)
         text = self._stderr.read().decode(errors="replace").strip()
         return text
+
+    def errors_since(self, offset: int) -> tuple[str, int]:
+        """Stderr written since byte `offset`, and the offset to read from next.
+
+        pread, not seek and read: the server writes through the same open file, so a
+        seek here would move the offset it writes at, and its next line would overwrite
+        what it wrote before.
+        """
+        chunks = []
+        while chunk := os.pread(self._stderr.fileno(), 1 << 16, offset):
+            chunks.append(chunk)
+            offset += len(chunk)
+        return b"".join(chunks).decode(errors="replace"), offset
 
     def close(self) -> None:
         if self.process.poll() is None:

@@ -7,7 +7,7 @@ import select
 import selectors
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import TracebackType
 
 from guessgame import netutil, trace
@@ -25,10 +25,11 @@ class Server:
     `stop()` returns only once the acceptor and every session thread have ended.
     """
 
-    def __init__(self, listener: socket.socket, serve: Serve, max_connections: int) -> None:
+    def __init__(self, listener: socket.socket, serve: Serve, max_connections: int,
+                 numbers: Iterator[int] | None = None) -> None:
         self._listener = listener
         self._serve = serve
-        self._sessions = Sessions(max_connections)
+        self._sessions = Sessions(max_connections, numbers)
         self._threads: set[threading.Thread] = set()
         self._threads_lock = threading.Lock()
         self._wake_reader, self._wake_writer = socket.socketpair()
@@ -58,6 +59,19 @@ class Server:
             threads = list(self._threads)
         for thread in threads:
             thread.join()
+
+    def hand_over_listener(self) -> socket.socket:
+        """Stop accepting and return the listener for another server to accept on.
+
+        The sessions go on; `stop()` still ends them, and closes this server's own
+        descriptor of the listener, not the one handed over (a dup of it). Connections
+        waiting in the backlog stay there for the next server: the acceptor stops
+        between two accept() calls, never inside one.
+        """
+        self._wake_writer.send(b"x")
+        if self._acceptor is not None:
+            self._acceptor.join()
+        return self._listener.dup()
 
     def __enter__(self) -> Server:
         self.start()

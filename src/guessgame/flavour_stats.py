@@ -1,0 +1,190 @@
+"""How each flavour of each layer serves: sessions, errors and reply latency.
+
+A server rolling a layer out to a fraction of its connections counts, for the threaded
+and the asyncio flavour of each server-side layer, the sessions it served, the errors
+it answered (`ERROR` replies and sessions that failed), and the time from a line
+received to its reply sent. `table()` puts the two flavours side by side; `guessgame
+serve` prints it on SIGUSR2.
+
+Memory is bounded whatever the traffic: latencies go into a fixed histogram of
+logarithmic buckets, eight to an octave (each about 9% wide), from 1 us to over two
+minutes, so a percentile is exact to within one bucket.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Final
+
+from guessgame import protocol
+from guessgame.aio import connection as aio_connection
+from guessgame.config import SERVER_LAYERS, Layers
+from guessgame.threaded import connection as threaded_connection
+
+BUCKETS_PER_OCTAVE: Final = 8
+SMALLEST: Final = 1e-6
+BUCKETS: Final = 27 * BUCKETS_PER_OCTAVE  # 2**27 us is over two minutes
+ERROR_PREFIX: Final = protocol.error_line(protocol.GameError(""))
+FLAVOURS: Final = ("threads", "asyncio")
+
+
+class Histogram:
+    """Counts of latencies in logarithmic buckets; a fixed-size list, never a sample list."""
+
+    def __init__(self) -> None:
+        self.counts = [0] * BUCKETS
+        self.total = 0
+
+    def add(self, seconds: float) -> None:
+        index = 0
+        if seconds > SMALLEST:
+            index = min(int(math.log2(seconds / SMALLEST) * BUCKETS_PER_OCTAVE), BUCKETS - 1)
+        self.counts[index] += 1
+        self.total += 1
+
+    def percentile(self, fraction: float) -> float | None:
+        """The upper edge of the bucket holding that fraction of samples, in seconds."""
+        if not self.total:
+            return None
+        rank = max(1, math.ceil(fraction * self.total))
+        seen = 0
+        for index, count in enumerate(self.counts):
+            seen += count
+            if seen >= rank:
+                return SMALLEST * 2 ** ((index + 1) / BUCKETS_PER_OCTAVE)
+        raise AssertionError("the counts add up to the total")
+
+
+class Tally:
+    """One flavour of one layer."""
+
+    def __init__(self) -> None:
+        self.sessions = 0
+        self.errors = 0
+        self.latency = Histogram()
+
+
+class FlavourStats:
+    """Tallies for both flavours of the connection, session and server layers.
+
+    Sessions record from their own thread or task; one lock, held for a few additions,
+    keeps the counts whole. Nothing here blocks or allocates per sample.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tallies = {(layer, flavour): Tally() for layer in SERVER_LAYERS
+                         for flavour in FLAVOURS}
+
+    def _of(self, layers: Layers) -> list[Tally]:
+        return [self._tallies[layer, FLAVOURS[getattr(layers, layer)]]
+                for layer in SERVER_LAYERS]
+
+    def session_started(self, layers: Layers) -> Meter:
+        tallies = self._of(layers)
+        with self._lock:
+            for tally in tallies:
+                tally.sessions += 1
+        return Meter(self, tallies)
+
+    def _error(self, tallies: list[Tally]) -> None:
+        with self._lock:
+            for tally in tallies:
+                tally.errors += 1
+
+    def _reply(self, tallies: list[Tally], seconds: float) -> None:
+        with self._lock:
+            for tally in tallies:
+                tally.latency.add(seconds)
+
+    def table(self) -> list[str]:
+        """The two flavours of each layer side by side, one line per layer."""
+        with self._lock:
+            rows = {key: (tally.sessions, tally.errors, tally.latency.percentile(0.5),
+                          tally.latency.percentile(0.99), tally.latency.total)
+                    for key, tally in self._tallies.items()}
+        head = "".join(f" | {flavour:<7} {'sessions':>8} {'errors':>6} {'replies':>8}"
+                       f" {'p50 ms':>7} {'p99 ms':>7}" for flavour in FLAVOURS)
+        lines = [f"{'layer':<10}{head}"]
+        for layer in SERVER_LAYERS:
+            cells = ""
+            for flavour in FLAVOURS:
+                sessions, errors, p50, p99, replies = rows[layer, flavour]
+                cells += (f" | {'':<7} {sessions:>8} {errors:>6} {replies:>8}"
+                          f" {_ms(p50):>7} {_ms(p99):>7}")
+            lines.append(f"{layer:<10}{cells}")
+        return lines
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.3f}"
+
+
+class Meter:
+    """One session's recorder: times each reply from the line that asked for it."""
+
+    __slots__ = ("_asked", "_stats", "_tallies")
+
+    def __init__(self, stats: FlavourStats, tallies: list[Tally]) -> None:
+        self._stats = stats
+        self._tallies = tallies
+        self._asked: float | None = None
+
+    def received(self) -> None:
+        self._asked = time.perf_counter()
+
+    def sent(self, line: str) -> None:
+        if self._asked is not None:
+            self._stats._reply(self._tallies, time.perf_counter() - self._asked)
+            self._asked = None
+        if line.startswith(ERROR_PREFIX):
+            self.failed()
+
+    def failed(self) -> None:
+        self._stats._error(self._tallies)
+
+    def blocking(self, connection: threaded_connection.Lines) -> threaded_connection.Lines:
+        return TimedLines(connection, self)
+
+    def awaitable(self, connection: aio_connection.Lines) -> aio_connection.Lines:
+        return AsyncTimedLines(connection, self)
+
+
+class TimedLines:
+    """A blocking connection whose lines a Meter watches."""
+
+    def __init__(self, inner: threaded_connection.Lines, meter: Meter) -> None:
+        self._inner, self._meter, self.peer = inner, meter, inner.peer
+
+    def send(self, line: str) -> None:
+        self._inner.send(line)
+        self._meter.sent(line)
+
+    def receive(self) -> str:
+        line = self._inner.receive()
+        self._meter.received()
+        return line
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class AsyncTimedLines:
+    """An asyncio connection whose lines a Meter watches."""
+
+    def __init__(self, inner: aio_connection.Lines, meter: Meter) -> None:
+        self._inner, self._meter, self.peer = inner, meter, inner.peer
+
+    async def send(self, line: str) -> None:
+        await self._inner.send(line)
+        self._meter.sent(line)
+
+    async def receive(self) -> str:
+        line = await self._inner.receive()
+        self._meter.received()
+        return line
+
+    async def close(self) -> None:
+        await self._inner.close()

@@ -1,0 +1,48 @@
+"""One server hands its listening socket to the next: the backlog and the old games stay."""
+
+from __future__ import annotations
+
+import pytest
+
+from guessgame import config
+from guessgame.bridge import Bridge
+from guessgame.config import Layers
+from guessgame.host import ServerHost
+from peers import CONFIG, PROBE_REPLY, Peer, wait_until_idle
+
+WAITING = 5
+
+
+@pytest.mark.parametrize("old_is_async", [False, True], ids=["threads->asyncio",
+                                                             "asyncio->threads"])
+def test_the_next_server_accepts_what_waited_in_the_backlog(old_is_async: bool) -> None:
+    base = config.load(str(CONFIG))
+    old_settings = base.with_options(layers=Layers(server=old_is_async))
+    new_settings = base.with_options(layers=Layers(server=not old_is_async))
+    bridge = Bridge.start_loop_thread(base.max_workers)
+    try:
+        old = ServerHost(old_settings, bridge)
+        old.start()
+        with Peer(old.port) as staying:
+            staying.send("PARAMS 1 5")
+            first = staying.ask("NUMBER")
+            listener = old.hand_over()
+            # Nobody accepts now: the kernel completes these connections into the backlog.
+            waiting = [Peer(old.port) for _ in range(WAITING)]
+            new = ServerHost(new_settings, bridge, listener=listener)
+            new.start()
+            try:
+                assert [peer.probe() for peer in waiting] == [PROBE_REPLY] * WAITING
+                # The game that began before the handover goes on, on the old server.
+                staying.send("REPORT COLDER")
+                assert staying.ask("NUMBER") not in (first, "")
+                assert (old.open_sessions, new.open_sessions) == (1, WAITING)
+            finally:
+                for peer in waiting:
+                    peer.close()
+                wait_until_idle(new, "the new sessions to end")
+                new.stop()
+        wait_until_idle(old, "the old game to end")
+        old.stop()
+    finally:
+        bridge.close()
