@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 
 import janus
 
-from guessgame import trace
+from guessgame import trace, waits
 from guessgame.aio import connection as aio
 from guessgame.bridge import Bridge
 from guessgame.protocol import GameError, PeerClosed, ProtocolError
@@ -39,6 +40,7 @@ class BlockingFace:
         self._inbox: janus.Queue[str | GameError] = janus.Queue(INBOX_LINES)
         self._outbox: janus.Queue[str] = janus.Queue(OUTBOX_LINES)
         self._send_failure: PeerClosed | None = None
+        self._thread_side: waits.Party = ("any", f"the thread using connection {self.peer}")
         self._reader = asyncio.create_task(self._read(), name=f"reader {self.peer}")
         self._writer = asyncio.create_task(self._write(), name=f"writer {self.peer}")
 
@@ -57,16 +59,25 @@ class BlockingFace:
     def send(self, line: str) -> None:
         if trace.enabled:
             trace.crossing("janus", "thread->loop", f"send {line!r}")
+        # The wait graph: blocked only while the outbox is full, waiting for the writer.
+        wait = waits.begin_thread("janus (outbox)", ("task", self._writer))
         try:
             self._outbox.sync_q.put(line)
         except janus.SyncQueueShutDown:  # the writer failed and closed the outbox
             raise self._send_failure or PeerClosed() from None
+        finally:
+            waits.end(wait)
 
     def receive(self) -> str:
+        # The wait graph: waiting for the reader task, which waits for the peer (idle).
+        self._thread_side = ("thread", threading.get_ident())
+        wait = waits.begin_thread("janus (inbox)", ("task", self._reader), idle=True)
         try:
             item = self._inbox.sync_q.get()
         except janus.SyncQueueShutDown:  # the reader already handed over the end
             raise PeerClosed() from None
+        finally:
+            waits.end(wait)
         if trace.enabled:
             trace.crossing("janus", "loop->thread", f"receive {item!r}")
         if isinstance(item, GameError):
@@ -88,17 +99,24 @@ class BlockingFace:
                 item, last = error, error.closes_connection
             except PeerClosed as gone:
                 item, last = gone, True
-            await self._inbox.async_q.put(item)
+            wait = waits.begin("janus (inbox)", self._thread_side)  # blocks only if full
+            try:
+                await self._inbox.async_q.put(item)
+            finally:
+                waits.end(wait)
             if last:
                 self._inbox.shutdown()  # a further receive() fails instead of waiting
                 return
 
     async def _write(self) -> None:
         while True:
+            wait = waits.begin("janus (outbox)", self._thread_side, idle=True)
             try:
                 line = await self._outbox.async_q.get()
             except janus.AsyncQueueShutDown:  # closed, and everything queued was sent
                 return
+            finally:
+                waits.end(wait)
             try:
                 await self._connection.send(line)
             except PeerClosed as gone:

@@ -13,9 +13,11 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import TextIO, TypeVar
 
+from guessgame import debugging, waits
 from guessgame.bridge import Bridge, loop_thread_for, new_event_loop
 from guessgame.compose import Rounds, System
 from guessgame.config import CLIENT_LAYERS, LAYERS, SERVER_LAYERS, Settings
@@ -114,7 +116,9 @@ def serve(settings: Settings, host: str, port: int, out: TextIO, quiet: bool) ->
         print(f"listening on {server.address}", file=out, flush=True)
 
     def in_thread(bridge: Bridge | None) -> int:
-        with stop_signals() as wait_for_signal, ServerHost(
+        # The main thread only waits for signals here, so it writes the wait graph
+        # itself; the loop thread, if any, only lists its tasks for it.
+        with stop_signals({WAITS_SIGNAL: write_waits}) as wait_for_signal, ServerHost(
                 settings, bridge, host, port, write=reports) as server:
             announce(server)
             wait_for_signal()
@@ -126,6 +130,8 @@ def serve(settings: Settings, host: str, port: int, out: TextIO, quiet: bool) ->
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
+        reporters: list[threading.Thread] = []
+        loop.add_signal_handler(WAITS_SIGNAL, _write_waits_from_thread, reporters)
         server = ServerHost(settings, bridge, host, port, write=reports)
         await server.astart()
         try:
@@ -133,7 +139,11 @@ def serve(settings: Settings, host: str, port: int, out: TextIO, quiet: bool) ->
             await stop.wait()
             log.info("stopping on signal")
         finally:
+            loop.remove_signal_handler(WAITS_SIGNAL)
             await server.astop()
+            for reporter in reporters:  # each ends by itself once it has written
+                while reporter.is_alive():
+                    await asyncio.sleep(0.01)
         return 0
 
     return run_at_stage(settings, settings.layers.server, SERVER_LAYERS, in_thread, in_task,
@@ -141,11 +151,29 @@ def serve(settings: Settings, host: str, port: int, out: TextIO, quiet: bool) ->
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+WAITS_SIGNAL = signal.SIGUSR1
+"""`kill -USR1 PID` makes `serve` write who waits on whom to stderr, and go on serving."""
+
+
+def write_waits() -> None:
+    waits.write_stderr(debugging.waits())
+
+
+def _write_waits_from_thread(reporters: list[threading.Thread]) -> None:
+    """On the loop, from its signal handler: the graph is built and written by a
+    short-lived thread, so that neither the formatting nor the blocking write to
+    stderr holds the loop. The loop is asked only to list its tasks (a quick callback)."""
+    reporters[:] = [reporter for reporter in reporters if reporter.is_alive()]
+    reporter = threading.Thread(target=write_waits, name="waits-report")
+    reporters.append(reporter)
+    reporter.start()
 
 
 @contextlib.contextmanager
-def stop_signals() -> Iterator[Callable[[], None]]:
-    """A function that blocks the main thread until SIGINT or SIGTERM arrives.
+def stop_signals(
+        others: Mapping[int, Callable[[], None]] | None = None) -> Iterator[Callable[[], None]]:
+    """A function that blocks the main thread until SIGINT or SIGTERM arrives, and
+    calls `others[signum]()` in this thread for each of the other signals named there.
 
     The kernel hands a process signal to any of its threads, and Python runs the handler
     in the main thread only when that thread next wakes: parked in Event.wait(), it may
@@ -155,11 +183,14 @@ def stop_signals() -> Iterator[Callable[[], None]]:
     reader, writer = socket.socketpair()
     writer.setblocking(False)
     previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
-    previous = {signum: signal.signal(signum, lambda *_: None) for signum in STOP_SIGNALS}
+    others = others or {}
+    previous = {signum: signal.signal(signum, lambda *_: None)
+                for signum in (*STOP_SIGNALS, *others)}
 
     def wait() -> None:
-        while reader.recv(1)[0] not in STOP_SIGNALS:
-            pass
+        while (signum := reader.recv(1)[0]) not in STOP_SIGNALS:
+            if signum in others:
+                others[signum]()
 
     try:
         yield wait

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import resource
@@ -10,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from guessgame import app, config, debugging, timeline, trace
+from guessgame import app, config, debugging, timeline, trace, waits
 from guessgame.bench import command as bench
 from guessgame.config import ConfigError, Settings
 from guessgame.protocol import (
@@ -161,9 +162,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         logging.getLogger("guessgame").info("%s", settings.describe())
     if settings.trace:
         trace.add_sink(trace.stream_sink())
-    if settings.debug:
-        debugging.show_slow_callbacks()
-        debugging.follow_pdb_into_threads()
+    with contextlib.ExitStack() as debug_only:
+        if settings.debug:
+            debugging.show_slow_callbacks()
+            # Only under --debug: a thread that prints the wait graph on a stall.
+            debug_only.enter_context(waits.StallWatch(settings.stall_report,
+                                                      waits.write_stderr))
+            debugging.follow_pdb_into_threads()
+        return run_traced(args, settings)
+
+
+def run_traced(args: argparse.Namespace, settings: Settings) -> int:
     if not args.timeline:
         return run_command(args, settings)
     picture = timeline.Timeline(f"guessgame {args.command}")

@@ -14,6 +14,8 @@ import logging
 import sys
 import threading
 
+from guessgame import waits as wait_graph
+
 
 def follow_pdb_into_threads() -> bool:
     """If pdb traces this thread, make it trace other threads too. True if it did.
@@ -41,3 +43,20 @@ def show_slow_callbacks() -> None:
     how a blocking call left on the loop shows up. Make sure it reaches stderr, and
     keep out debug mode's "poll took 1000 ms" notes, which an idle server makes."""
     logging.getLogger("asyncio").setLevel(logging.WARNING)
+
+
+class Text(str):
+    """A str whose repr is itself, so that pdb's `p` and a VS Code watch show lines."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def waits() -> Text:
+    """Who waits on whom, now: every thread with the tasks its loop runs, each at
+    `file:line function`, each wait across a bridge, and any deadlock among them.
+
+    From pdb: `p __import__("guessgame.debugging").debugging.waits()`; in VS Code, a
+    watch on the same expression. Safe to call from any thread, the loop's included.
+    """
+    return Text(wait_graph.render(wait_graph.snapshot()))

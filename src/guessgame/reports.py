@@ -16,11 +16,13 @@ from typing import Any
 
 import janus
 
-from guessgame import protocol, trace
+from guessgame import protocol, trace, waits
 from guessgame.protocol import Event
 
 Write = Callable[[str], None]
 _END = None  # put once every session has ended; the printer stops at it
+_BRIDGE = "janus (reports)"
+_PRODUCERS: waits.Party = ("any", "the sessions' next report")
 
 
 class Reports:
@@ -68,7 +70,16 @@ class Reports:
         self._printer.join()
 
     def _print_from_thread(self) -> None:
-        while (event := self._sync_q.get()) is not _END:
+        while True:
+            # The wait graph: the printer waits, idle, for the sessions' next report.
+            wait = waits.begin_thread(_BRIDGE if self._janus else "queue (reports)",
+                                      _PRODUCERS, idle=True)
+            try:
+                event = self._sync_q.get()
+            finally:
+                waits.end(wait)
+            if event is _END:
+                return
             self._write(protocol.describe(event))
 
     async def start_task(self) -> None:
@@ -81,7 +92,14 @@ class Reports:
 
     async def _print_in_task(self) -> None:
         assert self._janus is not None
-        while (event := await self._janus.async_q.get()) is not _END:
+        while True:
+            wait = waits.begin(_BRIDGE, _PRODUCERS, idle=True)
+            try:
+                event = await self._janus.async_q.get()
+            finally:
+                waits.end(wait)
+            if event is _END:
+                return
             self._write(protocol.describe(event))
 
     async def aclose(self) -> None:

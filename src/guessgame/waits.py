@@ -1,0 +1,468 @@
+"""Who waits on whom: the crossings in flight between threads and tasks, as a graph.
+
+Every bridge records each crossing while it waits: a thread in `run_in_loop` waits for
+the task it started; a task in `run_in_thread` waits for the worker running its call; a
+thread or task blocked on a janus queue waits for the other side; a `TrackedLock`'s
+waiter waits for its holder. Recording is always on and costs a small object and a dict
+insert and pop per crossing (see `guessgame bench --crossings`).
+
+`snapshot()` joins the crossings to every thread's current frame and every task's await
+chain, and finds cycles: a cycle is a deadlock. `render()` makes it one text; see
+guessgame.debugging.waits(), SIGUSR1 to `guessgame serve`, and `StallWatch` (--debug).
+
+Only waits a bridge can see are in the graph: a plain threading.Lock, a socket read or
+a queue.Queue of your own are shown as a frame, never as an edge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import os
+import sys
+import sysconfig
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from types import FrameType, TracebackType
+from typing import Any, Final
+
+Party = tuple[str, Any]
+"""("thread", ident) or ("task", asyncio.Task); ("lock", TrackedLock) stands for its
+holder, and ("any", text) for a side with no single identity (a report's producers)."""
+
+LOOP_SNAPSHOT_TIMEOUT: Final = 0.2
+"""Seconds to wait for the loop to list its own tasks before reading them from outside."""
+
+
+class Crossing:
+    """One wait in flight. `target` may be filled in later, by the side that takes it."""
+
+    __slots__ = ("bridge", "idle", "reported", "since", "target", "waiter")
+
+    def __init__(self, bridge: str, waiter: Party, target: Party | None, idle: bool) -> None:
+        self.bridge = bridge
+        self.waiter = waiter
+        self.target = target
+        self.idle = idle  # waiting for input a peer may never send: not a stall
+        self.since = time.monotonic()
+        self.reported = False
+
+
+_in_flight: dict[int, Crossing] = {}
+_numbers = itertools.count()
+_loops: dict[int, asyncio.AbstractEventLoop] = {}
+_locks: weakref.WeakSet[TrackedLock] = weakref.WeakSet()
+
+
+def me() -> Party:
+    """The calling task if one runs in this thread, else the calling thread."""
+    loop = asyncio._get_running_loop()  # None outside a loop, where current_task() raises
+    task = asyncio.current_task(loop) if loop is not None else None
+    return ("task", task) if task is not None else ("thread", threading.get_ident())
+
+
+def begin(bridge: str, target: Party | None = None, *, waiter: Party | None = None,
+          idle: bool = False) -> int:
+    """Record that the caller starts waiting in `bridge`; pass the result to end()."""
+    key = next(_numbers)  # itertools.count is atomic under the GIL, as are dict ops
+    _in_flight[key] = Crossing(bridge, waiter or me(), target, idle)
+    return key
+
+
+def begin_thread(bridge: str, target: Party | None = None, *, idle: bool = False) -> int:
+    """begin() for a caller known to be a plain thread (skips the task lookup)."""
+    key = next(_numbers)
+    _in_flight[key] = Crossing(bridge, ("thread", threading.get_ident()), target, idle)
+    return key
+
+
+def take(key: int) -> None:
+    """Called by the side that took the crossing: the current thread or task is the one
+    waited for (a worker starting a call, a task created for run_in_loop)."""
+    crossing = _in_flight.get(key)
+    if crossing is not None:
+        crossing.target = me()
+
+
+def set_target(key: int, target: Party) -> None:
+    crossing = _in_flight.get(key)
+    if crossing is not None:
+        crossing.target = target
+
+
+def end(key: int) -> None:
+    _in_flight.pop(key, None)
+
+
+def watch_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """The loop running in the calling thread: its tasks are listed under this thread."""
+    _loops[threading.get_ident()] = loop
+
+
+def unwatch_loop(loop: asyncio.AbstractEventLoop) -> None:
+    for ident, known in list(_loops.items()):
+        if known is loop:
+            del _loops[ident]
+
+
+class TrackedLock:
+    """A threading.Lock the wait graph can see: who holds it, who waits for it.
+
+    Use it where a lock may be held across a bridge; a deadlock through it is named.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self.holder: Party | None = None
+        _locks.add(self)
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if self._lock.acquire(False):
+            self.holder = me()
+            return True
+        if not blocking:
+            return False
+        key = begin(f"lock {self.name!r}", ("lock", self))
+        try:
+            got = self._lock.acquire(True, timeout)
+        finally:
+            end(key)
+        if got:
+            self.holder = me()
+        return got
+
+    def release(self) -> None:
+        self.holder = None
+        self._lock.release()
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+    def __enter__(self) -> TrackedLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.release()
+
+
+# --- the snapshot ------------------------------------------------------------------------
+
+
+@dataclass
+class TaskView:
+    name: str
+    where: str
+    running: bool
+    task: asyncio.Task[Any]
+
+
+@dataclass
+class ThreadView:
+    ident: int
+    name: str
+    where: str
+    tasks: list[TaskView] = field(default_factory=list)
+    tasks_how: str = ""  # how the task list was read, for a thread that runs a loop
+
+
+@dataclass
+class Edge:
+    waiter: Party
+    bridge: str
+    target: Party | None
+    seconds: float
+    crossing: Crossing
+
+
+@dataclass
+class Graph:
+    threads: list[ThreadView]
+    edges: list[Edge]
+    cycles: list[list[Edge]]
+    names: dict[int, str]  # thread ident -> name, as the snapshot saw them
+    holds: dict[Any, list[str]]  # party key -> names of TrackedLocks it holds
+
+    def describe(self, party: Party | None) -> str:
+        if party is None:
+            return "a worker not started yet"
+        kind, what = party
+        if kind == "thread":
+            return f"{self.names.get(what, f'thread {what}')} (thread)"
+        if kind == "task":
+            return f"task {what.get_name()}"
+        if kind == "lock":
+            return self.describe(what.holder) if what.holder else "nobody (just released)"
+        return str(what)
+
+    def line(self, edge: Edge) -> str:
+        target = edge.target
+        if target is not None and target[0] == "lock":
+            return (f"{self.describe(edge.waiter)} waits for {edge.bridge} held by "
+                    f"{self.describe(target)} ({edge.seconds:.1f} s)")
+        return (f"{self.describe(edge.waiter)} waits in {edge.bridge} for "
+                f"{self.describe(target)} ({edge.seconds:.1f} s)")
+
+
+def _key(party: Party | None) -> Any:
+    if party is None:
+        return None
+    kind, what = party
+    if kind == "lock":
+        return _key(what.holder)
+    if kind == "task":
+        return ("task", id(what))
+    return (kind, what)
+
+
+_STDLIB: Final = (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"])
+_HERE: Final = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _short(filename: str) -> str:
+    if filename.startswith(_HERE + os.sep):
+        return filename[len(_HERE) + 1:]
+    for root in _STDLIB:
+        if filename.startswith(root + os.sep):
+            return filename[len(root) + 1:]
+    return filename
+
+
+def _is_ours(filename: str) -> bool:
+    return (not any(filename.startswith(root) for root in _STDLIB)
+            and "site-packages" not in filename)
+
+
+def where(frames: list[FrameType]) -> str:
+    """`file:line function` of the innermost frame (frames run outermost first); if that
+    is library code, also the innermost frame of the program's own code that led there."""
+    if not frames:
+        return "(no frame)"
+    inner = frames[-1]
+    text = f"{_short(inner.f_code.co_filename)}:{inner.f_lineno} {inner.f_code.co_name}"
+    if _is_ours(inner.f_code.co_filename):
+        return text
+    for frame in reversed(frames):
+        if _is_ours(frame.f_code.co_filename):
+            return (f"{_short(frame.f_code.co_filename)}:{frame.f_lineno} "
+                    f"{frame.f_code.co_name}, in {text}")
+    return text
+
+
+def _thread_frames(frame: FrameType | None) -> list[FrameType]:
+    frames = []
+    while frame is not None:
+        frames.append(frame)
+        frame = frame.f_back
+    return frames[::-1]
+
+
+def _task_views(loop: asyncio.AbstractEventLoop) -> list[TaskView]:
+    current = asyncio.current_task(loop) if loop.is_running() else None
+    views = []
+    for task in asyncio.all_tasks(loop):
+        stack = await_chain(task)
+        views.append(TaskView(task.get_name(), where(stack) if stack else "(starting)",
+                              task is current, task))
+    return sorted(views, key=lambda view: view.name)
+
+
+def await_chain(task: asyncio.Task[Any]) -> list[FrameType]:
+    """The task's frames, outermost first. Task.get_stack() gives only the outermost
+    coroutine of a suspended task; follow what each coroutine awaits instead."""
+    frames = []
+    awaited: Any = task.get_coro()
+    while awaited is not None and len(frames) < 100:
+        frame = (getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+                 or getattr(awaited, "ag_frame", None))
+        if frame is None:  # a future, or a coroutine that has finished
+            break
+        frames.append(frame)
+        awaited = (getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+                   or getattr(awaited, "ag_await", None))
+    return frames
+
+
+def _tasks_of(loop: asyncio.AbstractEventLoop, ident: int) -> tuple[list[TaskView], str]:
+    """The loop's tasks. all_tasks() and get_stack() are not thread-safe, so from another
+    thread ask the loop to list them; if it does not answer in LOOP_SNAPSHOT_TIMEOUT
+    (stuck, or paused in a debugger), read them from outside, best effort."""
+    if ident == threading.get_ident() or not loop.is_running():
+        return _task_views(loop), "read on the loop"
+    answer: concurrent.futures.Future[list[TaskView]] = concurrent.futures.Future()
+
+    def list_them() -> None:
+        try:
+            answer.set_result(_task_views(loop))
+        except BaseException as error:  # handed to the reader below
+            answer.set_exception(error)
+
+    try:
+        loop.call_soon_threadsafe(list_them)
+        return answer.result(LOOP_SNAPSHOT_TIMEOUT), "listed by the loop"
+    except (RuntimeError, concurrent.futures.TimeoutError):
+        pass
+    for _ in range(3):  # the task set may change under us
+        try:
+            return (_task_views(loop),
+                    f"read from outside: the loop did not answer in {LOOP_SNAPSHOT_TIMEOUT} s")
+        except RuntimeError:
+            continue
+    return [], "unreadable: the loop's task set kept changing"
+
+
+def snapshot() -> Graph:
+    now = time.monotonic()
+    frames = sys._current_frames()
+    names = {thread.ident: thread.name for thread in threading.enumerate()
+             if thread.ident is not None}
+    threads = []
+    for ident, frame in frames.items():
+        if ident == threading.get_ident():
+            frame = sys._getframe(1)  # not the snapshot's own frames
+            while frame.f_back is not None and frame.f_code.co_filename == __file__:
+                frame = frame.f_back
+        view = ThreadView(ident, names.get(ident, f"thread {ident}"),
+                          where(_thread_frames(frame)))
+        loop = _loops.get(ident)
+        if loop is not None and not loop.is_closed():
+            view.tasks, view.tasks_how = _tasks_of(loop, ident)
+        threads.append(view)
+    threads.sort(key=lambda view: (view.name != "MainThread", view.name))
+    edges = [Edge(c.waiter, c.bridge, c.target, now - c.since, c)
+             for c in list(_in_flight.values())]
+    edges.sort(key=lambda edge: -edge.seconds)
+    holds: dict[Any, list[str]] = {}
+    for lock in list(_locks):
+        if lock.holder is not None:
+            holds.setdefault(_key(lock.holder), []).append(lock.name)
+    return Graph(threads, edges, find_cycles(edges), names, holds)
+
+
+def find_cycles(edges: list[Edge]) -> list[list[Edge]]:
+    """Each party waits for at most one other, so follow the edges from every party."""
+    out: dict[Any, Edge] = {}
+    for edge in edges:
+        if not edge.crossing.idle or edge.target is not None:
+            out.setdefault(_key(edge.waiter), edge)
+    cycles: list[list[Edge]] = []
+    done: set[Any] = set()
+    for start in out:
+        path: list[Any] = []
+        node = start
+        while node in out and node not in done and node not in path:
+            path.append(node)
+            node = _key(out[node].target)
+        if node in path:
+            cycles.append([out[party] for party in path[path.index(node):]])
+        done.update(path)
+    return cycles
+
+
+# --- the text ----------------------------------------------------------------------------
+
+
+def render(graph: Graph) -> str:
+    lines = [f"wait graph of process {os.getpid()}: {len(graph.threads)} threads, "
+             f"{sum(len(t.tasks) for t in graph.threads)} tasks, "
+             f"{len(graph.edges)} waits across bridges"]
+    waits_of: dict[Any, list[Edge]] = {}
+    for edge in graph.edges:
+        waits_of.setdefault(_key(edge.waiter), []).append(edge)
+
+    def notes(party: Party, indent: str) -> None:
+        for lock in graph.holds.get(_key(party), []):
+            lines.append(f"{indent}holds lock {lock!r}")
+        for edge in waits_of.get(_key(party), []):
+            lines.append(f"{indent}-> {graph.line(edge)}")
+
+    for thread in graph.threads:
+        lines.append(f"thread {thread.name}: {thread.where}")
+        notes(("thread", thread.ident), "    ")
+        if thread.tasks_how:
+            lines.append(f"  runs an event loop; {len(thread.tasks)} tasks "
+                         f"({thread.tasks_how}):")
+        for task in thread.tasks:
+            running = " (running)" if task.running else ""
+            lines.append(f"  task {task.name}{running}: {task.where}")
+            notes(("task", task.task), "      ")
+    lines.append("")
+    if graph.edges:
+        lines.append("waits across bridges, longest first:")
+        lines.extend(f"  {graph.line(edge)}" for edge in graph.edges)
+    else:
+        lines.append("no waits across bridges")
+    for cycle in graph.cycles:
+        lines.extend(deadlock_lines(graph, cycle))
+    if not graph.cycles:
+        lines.append("no deadlock found among the waits a bridge can see")
+    return "\n".join(lines) + "\n"
+
+
+def deadlock_lines(graph: Graph, cycle: list[Edge]) -> list[str]:
+    lines = [f"DEADLOCK: {len(cycle)} parties wait for each other in a cycle; none can move:"]
+    for edge in cycle:
+        held = graph.holds.get(_key(edge.waiter), [])
+        holding = f" holds lock {', '.join(repr(h) for h in held)} and" if held else ""
+        text = graph.line(edge)
+        who = graph.describe(edge.waiter)
+        lines.append(f"  {who}{holding}{text[len(who):]}")
+    return lines
+
+
+def stalled(threshold: float) -> list[Crossing]:
+    """Crossings not yet reported that have waited longer than `threshold`, marked
+    reported. Idle waits (a thread waiting for the peer's next line) are not stalls."""
+    now = time.monotonic()
+    found = []
+    for crossing in list(_in_flight.values()):
+        if not crossing.reported and not crossing.idle and now - crossing.since > threshold:
+            crossing.reported = True
+            found.append(crossing)
+    return found
+
+
+class StallWatch:
+    """Under --debug: a thread that prints the wait graph, once, when a crossing has
+    waited longer than `threshold` seconds, and names a deadlock when there is one."""
+
+    def __init__(self, threshold: float, write: Callable[[str], None]) -> None:
+        self.threshold = threshold
+        self._write = write
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="stall-watch")
+
+    def _watch(self) -> None:
+        tick = min(0.25, self.threshold / 4)
+        while not self._stop.wait(tick):
+            found = stalled(self.threshold)
+            if found:
+                graph = snapshot()
+                head = (f"guessgame: {len(found)} crossing(s) waited longer than "
+                        f"{self.threshold:g} s (stall_report); who waits on whom:\n")
+                self._write(head + render(graph))
+
+    def __enter__(self) -> StallWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def write_stderr(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+def in_flight() -> Iterator[Crossing]:
+    """The crossings waiting now (for tests and tools)."""
+    return iter(list(_in_flight.values()))
