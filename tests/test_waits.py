@@ -94,7 +94,8 @@ WAITS = {
     "connection,session": (f"^  session ({PEER}) \\(thread\\) waits in run_coroutine_threadsafe "
                            f"for task System._async_session from session ({PEER}) "),
     # Session tasks wait for the worker running the threaded session, named after it.
-    "server": f"^  task session ({PEER}) waits in run_in_executor for session ({PEER}) \\(thread\\) ",
+    "server": (f"^  task session ({PEER}) waits in run_in_executor for session ({PEER}) "
+               "\\(thread\\) "),
     # Threaded sessions wait on janus for the reader task of their connection.
     "connection": (f"^  session ({PEER}) \\(thread\\) waits in janus \\(inbox\\) for task "
                    f"reader ({PEER}) "),
@@ -152,10 +153,10 @@ def test_a_lock_held_across_run_in_loop_is_named_as_a_deadlock_within_stall_repo
         await bridge.run_in_thread("table", needs_the_lock, thread_name="table writer")
 
     try:
-        with waits.StallWatch(stall_report, lambda text: reports.put((time.monotonic(), text))):
-            with lock:
-                started = time.monotonic()
-                bridge.run_in_loop(update_table())
+        with waits.StallWatch(stall_report,
+                              lambda text: reports.put((time.monotonic(), text))), lock:
+            started = time.monotonic()
+            bridge.run_in_loop(update_table())
     finally:
         bridge.close()
     assert gave_up.is_set()
@@ -163,9 +164,9 @@ def test_a_lock_held_across_run_in_loop_is_named_as_a_deadlock_within_stall_repo
     assert at - started < stall_report + 1, text
     deadlock = text[text.index("DEADLOCK"):].splitlines()
     assert deadlock[0].startswith("DEADLOCK: 3 parties wait for each other in a cycle"), text
-    assert (f"  MainThread (thread) holds lock 'table' and waits in run_coroutine_threadsafe "
-            f"for task test_a_lock_held_across_run_in_loop_is_named_as_a_deadlock_within_"
-            f"stall_report.<locals>.update_table from MainThread") in text, text
+    assert ("  MainThread (thread) holds lock 'table' and waits in run_coroutine_threadsafe "
+            "for task test_a_lock_held_across_run_in_loop_is_named_as_a_deadlock_within_"
+            "stall_report.<locals>.update_table from MainThread") in text, text
     assert any(line.startswith("  task test_a_lock_held") and
                "waits in run_in_executor for table writer (thread)" in line
                for line in deadlock), text

@@ -276,7 +276,7 @@ def _task_views(loop: asyncio.AbstractEventLoop) -> list[TaskView]:
 def await_chain(task: asyncio.Task[Any]) -> list[FrameType]:
     """The task's frames, outermost first. Task.get_stack() gives only the outermost
     coroutine of a suspended task; follow what each coroutine awaits instead."""
-    frames = []
+    frames: list[FrameType] = []
     awaited: Any = task.get_coro()
     while awaited is not None and len(frames) < 100:
         frame = (getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
