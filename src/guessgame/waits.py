@@ -444,6 +444,8 @@ class StallWatch:
             found = stalled(self.threshold)
             if found:
                 graph = snapshot()
+                for edge in graph.edges:  # shown now: a later stall of one is no news
+                    edge.crossing.reported = True
                 head = (f"guessgame: {len(found)} crossing(s) waited longer than "
                         f"{self.threshold:g} s (stall_report); who waits on whom:\n")
                 self._write(head + render(graph))
