@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import socket
 import threading
 
@@ -41,6 +42,10 @@ class BlockingFace:
         self._outbox: janus.Queue[str] = janus.Queue(OUTBOX_LINES)
         self._send_failure: PeerClosed | None = None
         self._thread_side: waits.Party = ("any", f"the thread using connection {self.peer}")
+        # Tracing on: the flow id of each line queued, so the timeline can draw an arrow
+        # from the side that put it to the side that took it (as many as lines queued).
+        self._inbox_flows: collections.deque[int] = collections.deque()
+        self._outbox_flows: collections.deque[int] = collections.deque()
         self._reader = asyncio.create_task(self._read(), name=f"reader {self.peer}")
         self._writer = asyncio.create_task(self._write(), name=f"writer {self.peer}")
 
@@ -58,7 +63,9 @@ class BlockingFace:
 
     def send(self, line: str) -> None:
         if trace.enabled:
-            trace.crossing("janus", "thread->loop", f"send {line!r}")
+            flow = trace.new_flow()
+            self._outbox_flows.append(flow)
+            trace.crossing("janus", "thread->loop", f"send {line!r}", flow)
         # The wait graph: blocked only while the outbox is full, waiting for the writer.
         wait = waits.begin_thread("janus (outbox)", ("task", self._writer))
         try:
@@ -79,7 +86,8 @@ class BlockingFace:
         finally:
             waits.end(wait)
         if trace.enabled:
-            trace.crossing("janus", "loop->thread", f"receive {item!r}")
+            flow = self._inbox_flows.popleft() if self._inbox_flows else 0
+            trace.crossing("janus", "loop->thread", f"receive {item!r}", flow, arrives=True)
         if isinstance(item, GameError):
             raise item
         return item
@@ -99,6 +107,10 @@ class BlockingFace:
                 item, last = error, error.closes_connection
             except PeerClosed as gone:
                 item, last = gone, True
+            if trace.enabled:
+                flow = trace.new_flow()
+                self._inbox_flows.append(flow)
+                trace.flow_start("janus", "loop->thread", f"receive {item!r}", flow)
             wait = waits.begin("janus (inbox)", self._thread_side)  # blocks only if full
             try:
                 await self._inbox.async_q.put(item)
@@ -117,6 +129,9 @@ class BlockingFace:
                 return
             finally:
                 waits.end(wait)
+            if trace.enabled and self._outbox_flows:
+                trace.flow_end("janus", "thread->loop", f"send {line!r}",
+                               self._outbox_flows.popleft())
             try:
                 await self._connection.send(line)
             except PeerClosed as gone:

@@ -147,13 +147,16 @@ class Bridge:
             coro.close()
             state = "closed" if self.loop.is_closed() else "not running"
             raise BridgeError(f"cannot run {name}(): the event loop is {state}")
+        flow = 0
         if trace.enabled:
-            trace.crossing("run_coroutine_threadsafe", "thread->loop", name)
+            flow = trace.new_flow()
+            trace.crossing("run_coroutine_threadsafe", "thread->loop", name, flow)
         # The wait graph records this thread waiting; the task factory names the task.
         wait = waits.begin_thread("run_coroutine_threadsafe")
         # run_coroutine_threadsafe takes no task name; it creates the task in a callback
         # that runs in a copy of this context, where the task factory finds the name.
-        token = _NEXT_TASK_NAME.set((f"{name} from {threading.current_thread().name}", wait))
+        token = _NEXT_TASK_NAME.set(
+            (f"{name} from {threading.current_thread().name}", wait, flow))
         try:
             # Under the lock that _fail_stranded() takes: a loop that stops after the
             # check above either sees this call waiting, or refuses it here.
@@ -190,13 +193,16 @@ class Bridge:
         call, so a read parked by one connection never queues another connection's,
         and shrink again as workers sit idle (see workers.py).
         """
+        flow = 0
         if trace.enabled:
-            trace.crossing("run_in_executor", "loop->thread", getattr(fn, "__qualname__", "?"))
+            flow = trace.new_flow()
+            trace.crossing("run_in_executor", "loop->thread", getattr(fn, "__qualname__", "?"),
+                           flow)
         context = contextvars.copy_context()
         # The wait graph: this task waits for a worker, named when the call starts.
         wait = waits.begin(
             "run_in_executor", ("any", f"a worker of blocking-{purpose} (not started yet)"))
-        call = _NamedCall(context, thread_name, fn, args, wait)
+        call = _NamedCall(context, thread_name, fn, args, wait, flow)
         try:
             return await self.loop.run_in_executor(self._executor(purpose), call)
         finally:
@@ -256,24 +262,33 @@ def loop_thread_for(settings: Settings, layers: Iterable[str]) -> Bridge | None:
 class _NamedCall:
     """Runs a blocking call in the caller's context, under a telling thread name."""
 
-    __slots__ = ("args", "context", "fn", "name", "wait")
+    __slots__ = ("args", "context", "flow", "fn", "name", "wait")
 
     def __init__(self, context: contextvars.Context, name: str | None,
-                 fn: Callable[..., Any], args: tuple[Any, ...], wait: int | None = None) -> None:
+                 fn: Callable[..., Any], args: tuple[Any, ...], wait: int | None = None,
+                 flow: int = 0) -> None:
         self.context, self.name, self.fn, self.args = context, name, fn, args
-        self.wait = wait
+        self.wait, self.flow = wait, flow
 
     def __call__(self) -> Any:
         if self.wait is not None:
             waits.set_target(self.wait, ("thread", threading.get_ident()))
         if self.name is None:
+            self._arrive()
             return self.context.run(self.fn, *self.args)
         thread = threading.current_thread()
         pool_name, thread.name = thread.name, self.name
         try:
+            self._arrive()
             return self.context.run(self.fn, *self.args)
         finally:
             thread.name = pool_name
+
+    def _arrive(self) -> None:
+        """For the timeline's arrow: the worker takes the call (tracing on only)."""
+        if self.flow:
+            self.context.run(trace.flow_end, "run_in_executor", "loop->thread",
+                             getattr(self.fn, "__qualname__", "?"), self.flow)
 
 
 def _name_what_runs_on(loop: asyncio.AbstractEventLoop, *, own_loop: bool) -> None:
@@ -292,9 +307,10 @@ def _name_what_runs_on(loop: asyncio.AbstractEventLoop, *, own_loop: bool) -> No
             RESOLVER_WORKERS, thread_name_prefix="blocking-asyncio"))
 
 
-_NEXT_TASK_NAME: ContextVar[tuple[str, int] | None] = ContextVar("next_task_name", default=None)
+_NEXT_TASK_NAME: ContextVar[tuple[str, int, int] | None] = ContextVar("next_task_name",
+                                                                       default=None)
 """The name run_in_loop gives the task that run_coroutine_threadsafe is about to create,
-and the wait graph's record of the thread that waits for it."""
+the wait graph's record of the thread that waits for it, and the trace's flow id (or 0)."""
 
 
 class _Task(asyncio.Task[Any]):
@@ -321,12 +337,15 @@ def _named_task(loop: asyncio.AbstractEventLoop, coro: Any, *, name: str | None 
     if pending is None:
         return _Task(coro, loop=loop, name=getattr(coro, "__qualname__", None),
                      context=context, **options)
-    name, wait = pending
+    name, wait, flow = pending
     # The task's own context must not pass the name on to the tasks it creates.
     own = context.copy() if context is not None else contextvars.copy_context()
     own.run(_NEXT_TASK_NAME.set, None)
     task = _Task(coro, loop=loop, name=name, context=own, **options)
     waits.set_target(wait, ("task", task))
+    if flow:  # the timeline's arrow ends on the new task's lane
+        own.run(trace.flow_end, "run_coroutine_threadsafe", "thread->loop",
+                getattr(coro, "__qualname__", "coroutine"), flow, task=name)
     return task
 
 

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from guessgame import app, config, debugging, timeline, trace, waits
+from guessgame import app, config, debugging, drawing, timeline, trace, waits
 from guessgame.bench import command as bench
 from guessgame.config import ConfigError, Settings
 from guessgame.protocol import (
@@ -45,7 +45,9 @@ def _common() -> argparse.ArgumentParser:
                             "to stderr: time, thread, task, session, layer, event")
     group.add_argument("--timeline", metavar="FILE.json",
                        help="write the same events as the trace to FILE.json, in Chrome "
-                            "trace-event format (open it in ui.perfetto.dev)")
+                            "trace-event format (open it in ui.perfetto.dev), with an arrow "
+                            "per bridge crossing; FILE.png or FILE.svg draws lanes and "
+                            "arrows instead (needs matplotlib: the plot extra)")
     group.add_argument("--debug", action="store_true", default=None,
                        help="asyncio debug mode, slow-callback logging, and no timeouts, so "
                             "that a paused debugger does not make the other side give up")
@@ -176,12 +178,15 @@ def run_traced(args: argparse.Namespace, settings: Settings) -> int:
     if not args.timeline:
         return run_command(args, settings)
     picture = timeline.Timeline(f"guessgame {args.command}")
-    trace.add_sink(picture)
+    trace.add_sink(picture, flows=True)
     try:
         return run_command(args, settings)
     finally:  # also after an error or Ctrl-C: the picture shows how far it got
         trace.remove_sink(picture)
-        picture.write(args.timeline)
+        if args.timeline.endswith((".png", ".svg")):
+            drawing.draw(picture, args.timeline)
+        else:
+            picture.write(args.timeline)
 
 
 def run_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -202,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from(args)
         if args.command == "play":
             Game(args.lower, args.upper, args.secret, args.guesses)
+        if str(getattr(args, "timeline", None)).endswith((".png", ".svg")):
+            drawing.require()  # before the run rather than after it
     except ConfigError as error:
         print(f"guessgame: {error}", file=sys.stderr)
         return EXIT_USAGE

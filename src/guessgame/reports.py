@@ -9,6 +9,7 @@ without a loop (all threads) it is a plain queue.Queue.
 from __future__ import annotations
 
 import asyncio
+import collections
 import queue
 import threading
 from collections.abc import Callable
@@ -31,6 +32,8 @@ class Reports:
         self._janus = channel
         self._sync_q: Any = channel.sync_q if channel is not None else queue.Queue()
         self._printer: threading.Thread | asyncio.Task[None] | None = None
+        # Tracing on: the flow id of each report that crossed, for the timeline's arrows.
+        self._flows: collections.deque[int] = collections.deque()
 
     @classmethod
     def without_loop(cls, write: Write) -> Reports:
@@ -48,16 +51,25 @@ class Reports:
 
     def put_from_thread(self, event: Event) -> None:
         if trace.enabled and isinstance(self._printer, asyncio.Task):
-            trace.crossing("janus", "thread->loop", f"report {protocol.describe(event)}")
+            self._flows.append(flow := trace.new_flow())
+            trace.crossing("janus", "thread->loop", f"report {protocol.describe(event)}", flow)
         self._sync_q.put_nowait(event)
 
     def put_from_loop(self, event: Event) -> None:
         assert self._janus is not None, "a coroutine put implies a loop, hence janus"
         if trace.enabled and isinstance(self._printer, threading.Thread):
-            trace.crossing("janus", "loop->thread", f"report {protocol.describe(event)}")
+            self._flows.append(flow := trace.new_flow())
+            trace.crossing("janus", "loop->thread", f"report {protocol.describe(event)}", flow)
         self._janus.async_q.put_nowait(event)
 
     # --- the printer, in the server's world ----------------------------------------
+
+    def _took(self, event: Event) -> None:
+        if trace.enabled and self._flows:  # the report crossed: end the timeline's arrow
+            direction = "loop->thread" if self._janus and isinstance(
+                self._printer, threading.Thread) else "thread->loop"
+            trace.flow_end("janus", direction, f"report {protocol.describe(event)}",
+                           self._flows.popleft())
 
     def start_thread(self) -> None:
         self._printer = threading.Thread(target=self._print_from_thread, name="reports")
@@ -80,6 +92,7 @@ class Reports:
                 waits.end(wait)
             if event is _END:
                 return
+            self._took(event)
             self._write(protocol.describe(event))
 
     async def start_task(self) -> None:
@@ -100,6 +113,7 @@ class Reports:
                 waits.end(wait)
             if event is _END:
                 return
+            self._took(event)
             self._write(protocol.describe(event))
 
     async def aclose(self) -> None:
