@@ -18,7 +18,7 @@ from contextlib import contextmanager
 import pytest
 
 from conftest import CONFIG
-from guessgame import config, debugging, waits
+from guessgame import cli, config, debugging, waits
 from guessgame.bridge import Bridge
 from guessgame.config import ConfigError
 from wire import Wire
@@ -218,7 +218,7 @@ def test_waits_from_a_task_on_the_loop_reads_the_tasks_there() -> None:
             bridge.close()
 
     text = asyncio.run(main())
-    assert "runs an event loop; 1 tasks (read on the loop):" in text
+    assert "runs an event loop; 1 task (read on the loop):" in text
     assert re.search(r"  task \S+ \(running\): .*test_waits\.py:\d+ main\n", text), text
 
 
@@ -235,3 +235,23 @@ def _eventually(predicate: object) -> None:
     while not predicate():  # type: ignore[operator]
         assert time.monotonic() < end, "timed out"
         time.sleep(0.002)
+
+
+@pytest.mark.parametrize("debug", [True, False])
+def test_the_stall_watch_runs_under_debug_only_with_the_configured_threshold(
+        debug: bool, tmp_path: object, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "stall.toml"  # type: ignore[operator]
+    path.write_text(CONFIG.read_text().replace("stall_report = 5.0", "stall_report = 2.5"))
+    started: list[float] = []
+
+    class Watch(waits.StallWatch):
+        def __enter__(self) -> waits.StallWatch:
+            started.append(self.threshold)
+            return super().__enter__()
+
+    monkeypatch.setattr(waits, "StallWatch", Watch)
+    argv = ["demo", "--config", str(path), "--stage", "async-session", "--seed", "1", "-q"]
+    assert cli.main(argv + ["--debug"] * debug) == 0
+    assert started == ([2.5] if debug else [])
+    assert "client: 12 is CORRECT" in capsys.readouterr().out

@@ -221,6 +221,7 @@ def _key(party: Party | None) -> Any:
     return (kind, what)
 
 
+_OWN_FILES: Final = (__file__, os.path.join(os.path.dirname(__file__), "debugging.py"))
 _STDLIB: Final = (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"])
 _HERE: Final = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -235,8 +236,9 @@ def _short(filename: str) -> str:
 
 
 def _is_ours(filename: str) -> bool:
+    """Program code, as opposed to the library it waits in (this module's lock too)."""
     return (not any(filename.startswith(root) for root in _STDLIB)
-            and "site-packages" not in filename)
+            and "site-packages" not in filename and filename != __file__)
 
 
 def where(frames: list[FrameType]) -> str:
@@ -325,8 +327,8 @@ def snapshot() -> Graph:
     threads = []
     for ident, frame in frames.items():
         if ident == threading.get_ident():
-            frame = sys._getframe(1)  # not the snapshot's own frames
-            while frame.f_back is not None and frame.f_code.co_filename == __file__:
+            frame = sys._getframe(1)  # not the snapshot's own frames, nor waits()'s
+            while frame.f_back is not None and frame.f_code.co_filename in _OWN_FILES:
                 frame = frame.f_back
         view = ThreadView(ident, names.get(ident, f"thread {ident}"),
                           where(_thread_frames(frame)))
@@ -369,9 +371,9 @@ def find_cycles(edges: list[Edge]) -> list[list[Edge]]:
 
 
 def render(graph: Graph) -> str:
-    lines = [f"wait graph of process {os.getpid()}: {len(graph.threads)} threads, "
-             f"{sum(len(t.tasks) for t in graph.threads)} tasks, "
-             f"{len(graph.edges)} waits across bridges"]
+    lines = [f"wait graph of process {os.getpid()}: {_many(len(graph.threads), 'thread')}, "
+             f"{_many(sum(len(t.tasks) for t in graph.threads), 'task')}, "
+             f"{_many(len(graph.edges), 'wait')} across bridges"]
     waits_of: dict[Any, list[Edge]] = {}
     for edge in graph.edges:
         waits_of.setdefault(_key(edge.waiter), []).append(edge)
@@ -386,7 +388,7 @@ def render(graph: Graph) -> str:
         lines.append(f"thread {thread.name}: {thread.where}")
         notes(("thread", thread.ident), "    ")
         if thread.tasks_how:
-            lines.append(f"  runs an event loop; {len(thread.tasks)} tasks "
+            lines.append(f"  runs an event loop; {_many(len(thread.tasks), 'task')} "
                          f"({thread.tasks_how}):")
         for task in thread.tasks:
             running = " (running)" if task.running else ""
@@ -403,6 +405,10 @@ def render(graph: Graph) -> str:
     if not graph.cycles:
         lines.append("no deadlock found among the waits a bridge can see")
     return "\n".join(lines) + "\n"
+
+
+def _many(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def deadlock_lines(graph: Graph, cycle: list[Edge]) -> list[str]:
