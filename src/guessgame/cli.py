@@ -177,7 +177,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def run_traced(args: argparse.Namespace, settings: Settings) -> int:
     if not args.timeline:
         return run_command(args, settings)
-    picture = timeline.Timeline(f"guessgame {args.command}")
+    picture = timeline.Timeline(f"guessgame {args.command} at {settings.stage}")
     trace.add_sink(picture, flows=True)
     try:
         return run_command(args, settings)

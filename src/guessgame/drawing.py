@@ -54,9 +54,10 @@ def draw(picture: Timeline, path: str | Path, title: str | None = None) -> None:
     axes.tick_params(axis="x", labelsize=7)
     axes.set_title(title or picture.process_name, fontsize=9)
     handles = [plt.Rectangle((0, 0), 1, 1, color=colour) for colour in COLOURS.values()]
-    figure.tight_layout(rect=(0, 0, 1, 0.93))
-    figure.legend(handles, [*COLOURS, "arrow: a crossing"][:5], fontsize=6,
-                  loc="upper right", ncol=5, frameon=False)
+    figure.tight_layout(rect=(0, 0, 1, 0.9))
+    figure.legend(handles, list(COLOURS), fontsize=6, loc="upper center", ncol=5,
+                  frameon=False, title="slice colour = layer; arrow = a crossing of a bridge",
+                  title_fontsize=6)
     figure.savefig(path)
     plt.close(figure)
 
