@@ -77,6 +77,19 @@ CASES: dict[str, list[tuple[Callable[..., Any], str]]] = {
 }
 
 
+WAITS = '__import__("guessgame.debugging").debugging.waits()'
+WATCH = {
+    # Paused in the session task on the loop thread: the session thread waits for it.
+    "async-session": (compose.System._async_session,
+                      f"session ({PEER}) \\(thread\\) waits in run_coroutine_threadsafe for "
+                      f"task System._async_session from session ({PEER}) "),
+    # Paused in the client thread: debugpy holds the loop thread too, so its tasks are
+    # read from outside after a short wait.
+    "async-connection": (adapters.BlockingFace.receive,
+                         "runs an event loop; .*read from outside: the loop did not answer"),
+}
+
+
 def free_port() -> int:
     # debugpy's `--listen 0` picks a port but prints nothing, so pick one here.
     with socket.socket() as probe:
@@ -113,6 +126,8 @@ class Session:
         self.dap = dap
         self.pending = breakpoints
         self.hits: dict[tuple[str, int], str] = {}
+        self.watch_at: tuple[str, int] | None = None
+        self.watched = ""
 
     def set_breakpoints(self, path: str) -> None:
         self.dap.request("setBreakpoints", source={"path": path},
@@ -144,6 +159,11 @@ class Session:
             path, line = os.path.realpath(top["source"]["path"]), top["line"]
             if line in self.pending.get(path, set()):
                 self.hits[path, line] = names[thread_id]
+                if (path, line) == self.watch_at:
+                    # What a VS Code watch on waits() shows (Copy Value gives it whole).
+                    self.watched = self.dap.request(
+                        "evaluate", expression=WAITS, frameId=top["id"],
+                        context="clipboard")["result"]
                 self.pending[path].discard(line)
                 self.set_breakpoints(path)  # fired once: enough, and the demo moves on
             self.dap.request("continue", threadId=thread_id)
@@ -161,6 +181,8 @@ def test_debugpy_stops_on_both_sides_of_each_bridge_in_the_named_thread(stage: s
     try:
         dap = DapClient(port, TIMEOUT)
         session = Session(dap, breakpoints)
+        if stage in WATCH:
+            session.watch_at = first_body_line(WATCH[stage][0])
         session.attach()
         session.run()
         out, err = process.communicate(timeout=TIMEOUT)
@@ -176,5 +198,8 @@ def test_debugpy_stops_on_both_sides_of_each_bridge_in_the_named_thread(stage: s
     for (path, line), pattern in wanted.items():
         thread = session.hits[path, line]
         assert re.fullmatch(pattern, thread), f"{path}:{line} fired in {thread!r}"
+    if stage in WATCH:
+        assert re.search(WATCH[stage][1], session.watched), session.watched
+        assert "no deadlock found" in session.watched
     assert process.returncode == 0, err
     assert "client: 12 is CORRECT" in out

@@ -188,6 +188,7 @@ class Graph:
     cycles: list[list[Edge]]
     names: dict[int, str]  # thread ident -> name, as the snapshot saw them
     holds: dict[Any, list[str]]  # party key -> names of TrackedLocks it holds
+    unnamed: int = 0  # threads not started through threading, left out
 
     def describe(self, party: Party | None) -> str:
         if party is None:
@@ -325,7 +326,11 @@ def snapshot() -> Graph:
     names = {thread.ident: thread.name for thread in threading.enumerate()
              if thread.ident is not None}
     threads = []
+    unnamed = 0
     for ident, frame in frames.items():
+        if ident not in names:  # started without threading: a debugger's own, say
+            unnamed += 1
+            continue
         if ident == threading.get_ident():
             frame = sys._getframe(1)  # not the snapshot's own frames, nor waits()'s
             while frame.f_back is not None and frame.f_code.co_filename in _OWN_FILES:
@@ -344,7 +349,7 @@ def snapshot() -> Graph:
     for lock in list(_locks):
         if lock.holder is not None:
             holds.setdefault(_key(lock.holder), []).append(lock.name)
-    return Graph(threads, edges, find_cycles(edges), names, holds)
+    return Graph(threads, edges, find_cycles(edges), names, holds, unnamed)
 
 
 def find_cycles(edges: list[Edge]) -> list[list[Edge]]:
@@ -394,6 +399,9 @@ def render(graph: Graph) -> str:
             running = " (running)" if task.running else ""
             lines.append(f"  task {task.name}{running}: {task.where}")
             notes(("task", task.task), "      ")
+    if graph.unnamed:
+        lines.append(f"({_many(graph.unnamed, 'thread')} not started through threading, "
+                     "a debugger's own say, left out)")
     lines.append("")
     if graph.edges:
         lines.append("waits across bridges, longest first:")
