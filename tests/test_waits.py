@@ -213,7 +213,7 @@ def test_waits_from_a_task_on_the_loop_reads_the_tasks_there() -> None:
     async def main() -> str:
         bridge = Bridge.adopt_running_loop(max_workers=1)
         try:
-            return debugging.waits()
+            return debugging.waits().text
         finally:
             bridge.close()
 

@@ -156,7 +156,10 @@ WAITS_SIGNAL = signal.SIGUSR1
 
 
 def write_waits() -> None:
-    waits.write_stderr(debugging.waits())
+    try:
+        waits.write_stderr(debugging.waits().text)
+    except Exception:  # a diagnostic must never stop the server it diagnoses
+        log.exception("cannot write the wait graph")
 
 
 def _write_waits_from_thread(reporters: list[threading.Thread]) -> None:

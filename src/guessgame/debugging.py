@@ -45,11 +45,22 @@ def show_slow_callbacks() -> None:
     logging.getLogger("asyncio").setLevel(logging.WARNING)
 
 
-class Text(str):
-    """A str whose repr is itself, so that pdb's `p` and a VS Code watch show lines."""
+class Text:
+    """The wait graph's text, shown as lines wherever Python shows a value: its repr is
+    the text itself, so pdb's `p` and VS Code's watch and Debug Console print lines,
+    not one quoted string; `lines` is a list a VS Code watch expands one per row."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.lines = text.splitlines()
 
     def __repr__(self) -> str:
-        return str(self)
+        return self.text
+
+    __str__ = __repr__
+
+    def __contains__(self, part: str) -> bool:
+        return part in self.text
 
 
 def waits() -> Text:
