@@ -82,18 +82,20 @@ class Reports:
         self._printer.join()
 
     def _print_from_thread(self) -> None:
-        while True:
-            # The wait graph: the printer waits, idle, for the sessions' next report.
-            wait = waits.begin_thread(_BRIDGE if self._janus else "queue (reports)",
-                                      _PRODUCERS, idle=True)
-            try:
-                event = self._sync_q.get()
-            finally:
-                waits.end(wait)
-            if event is _END:
-                return
-            self._took(event)
+        while (event := self._waited(self._sync_q.get)) is not _END:
             self._write(protocol.describe(event))
+
+    def _waited(self, get: Callable[[], Event | None]) -> Event | None:
+        """The next report, with the wait for it in the wait graph (an idle wait)."""
+        wait = waits.begin_thread(_BRIDGE if self._janus else "queue (reports)", _PRODUCERS,
+                                  idle=True)
+        try:
+            event = get()
+        finally:
+            waits.end(wait)
+        if event is not _END:
+            self._took(event)
+        return event
 
     async def start_task(self) -> None:
         self._printer = asyncio.create_task(self._print_in_task(), name="reports")
@@ -105,16 +107,18 @@ class Reports:
 
     async def _print_in_task(self) -> None:
         assert self._janus is not None
-        while True:
-            wait = waits.begin(_BRIDGE, _PRODUCERS, idle=True)
-            try:
-                event = await self._janus.async_q.get()
-            finally:
-                waits.end(wait)
-            if event is _END:
-                return
-            self._took(event)
+        while (event := await self._awaited(self._janus.async_q)) is not _END:
             self._write(protocol.describe(event))
+
+    async def _awaited(self, channel: janus.AsyncQueue[Event | None]) -> Event | None:
+        wait = waits.begin(_BRIDGE, _PRODUCERS, idle=True)
+        try:
+            event = await channel.get()
+        finally:
+            waits.end(wait)
+        if event is not _END:
+            self._took(event)
+        return event
 
     async def aclose(self) -> None:
         """Release janus's notifier tasks; it must run on the loop, after the printer stops."""
