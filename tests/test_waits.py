@@ -255,3 +255,20 @@ def test_the_stall_watch_runs_under_debug_only_with_the_configured_threshold(
     assert cli.main(argv + ["--debug"] * debug) == 0
     assert started == ([2.5] if debug else [])
     assert "client: 12 is CORRECT" in capsys.readouterr().out
+
+
+def test_a_cycle_counts_as_a_deadlock_only_once_every_wait_in_it_has_lasted() -> None:
+    """A thread about to get from a queue and a task about to put into it look like a
+    cycle for an instant; a deadlock is a cycle that lasts."""
+    task_side: waits.Party = ("task", object())
+    thread_side: waits.Party = ("thread", threading.get_ident())
+    first = waits.begin("janus (inbox)", task_side, waiter=thread_side, idle=True)
+    second = waits.begin("janus (inbox)", thread_side, waiter=task_side)
+    try:
+        assert waits.snapshot().cycles == []
+        for crossing in waits.in_flight():
+            crossing.since -= waits.DEADLOCK_MIN_AGE
+        assert len(waits.snapshot().cycles) == 1
+    finally:
+        waits.end(first)
+        waits.end(second)

@@ -38,6 +38,12 @@ LOOP_SNAPSHOT_TIMEOUT: Final = 0.2
 """Seconds to wait for the loop to list its own tasks before reading them from outside."""
 
 
+DEADLOCK_MIN_AGE: Final = 0.2
+"""Seconds every wait in a cycle must have lasted before it is called a deadlock. A
+wait is recorded just before the call that may block, so a queue's two sides can look
+like a cycle for the microseconds between a put and a get; a deadlock lasts."""
+
+
 class Crossing:
     """One wait in flight. `target` may be filled in later, by the side that takes it."""
 
@@ -353,7 +359,8 @@ def snapshot() -> Graph:
 
 
 def find_cycles(edges: list[Edge]) -> list[list[Edge]]:
-    """Each party waits for at most one other, so follow the edges from every party."""
+    """Each party waits for at most one other, so follow the edges from every party.
+    Only cycles whose every wait has lasted DEADLOCK_MIN_AGE count."""
     out: dict[Any, Edge] = {}
     for edge in edges:
         if not edge.crossing.idle or edge.target is not None:
@@ -367,7 +374,9 @@ def find_cycles(edges: list[Edge]) -> list[list[Edge]]:
             path.append(node)
             node = _key(out[node].target)
         if node in path:
-            cycles.append([out[party] for party in path[path.index(node):]])
+            cycle = [out[party] for party in path[path.index(node):]]
+            if min(edge.seconds for edge in cycle) >= DEADLOCK_MIN_AGE:
+                cycles.append(cycle)
         done.update(path)
     return cycles
 
