@@ -18,7 +18,7 @@ from contextlib import contextmanager
 import pytest
 
 from conftest import CONFIG
-from guessgame import cli, config, debugging, waits
+from guessgame import cli, config, debugging, waitgraph, waits
 from guessgame.bridge import Bridge
 from guessgame.config import ConfigError
 from wire import Wire
@@ -153,7 +153,7 @@ def test_a_lock_held_across_run_in_loop_is_named_as_a_deadlock_within_stall_repo
         await bridge.run_in_thread("table", needs_the_lock, thread_name="table writer")
 
     try:
-        with waits.StallWatch(stall_report,
+        with waitgraph.StallWatch(stall_report,
                               lambda text: reports.put((time.monotonic(), text))), lock:
             started = time.monotonic()
             bridge.run_in_loop(update_table())
@@ -245,12 +245,12 @@ def test_the_stall_watch_runs_under_debug_only_with_the_configured_threshold(
     path.write_text(CONFIG.read_text().replace("stall_report = 5.0", "stall_report = 2.5"))
     started: list[float] = []
 
-    class Watch(waits.StallWatch):
-        def __enter__(self) -> waits.StallWatch:
+    class Watch(waitgraph.StallWatch):
+        def __enter__(self) -> waitgraph.StallWatch:
             started.append(self.threshold)
             return super().__enter__()
 
-    monkeypatch.setattr(waits, "StallWatch", Watch)
+    monkeypatch.setattr(waitgraph, "StallWatch", Watch)
     argv = ["demo", "--config", str(path), "--stage", "async-session", "--seed", "1", "-q"]
     assert cli.main(argv + ["--debug"] * debug) == 0
     assert started == ([2.5] if debug else [])
@@ -265,10 +265,10 @@ def test_a_cycle_counts_as_a_deadlock_only_once_every_wait_in_it_has_lasted() ->
     first = waits.begin("janus (inbox)", task_side, waiter=thread_side, idle=True)
     second = waits.begin("janus (inbox)", thread_side, waiter=task_side)
     try:
-        assert waits.snapshot().cycles == []
+        assert waitgraph.snapshot().cycles == []
         for crossing in waits.in_flight():
-            crossing.since -= waits.DEADLOCK_MIN_AGE
-        assert len(waits.snapshot().cycles) == 1
+            crossing.since -= waitgraph.DEADLOCK_MIN_AGE
+        assert len(waitgraph.snapshot().cycles) == 1
     finally:
         waits.end(first)
         waits.end(second)

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import TextIO, TypeVar
 
-from guessgame import debugging, waits
+from guessgame import debugging, waitgraph
 from guessgame.bridge import Bridge, loop_thread_for, new_event_loop
 from guessgame.compose import Rounds, System
 from guessgame.config import CLIENT_LAYERS, LAYERS, SERVER_LAYERS, Settings
@@ -157,7 +157,7 @@ WAITS_SIGNAL = signal.SIGUSR1
 
 def write_waits() -> None:
     try:
-        waits.write_stderr(debugging.waits().text)
+        waitgraph.write_stderr(debugging.waits().text)
     except Exception:  # a diagnostic must never stop the server it diagnoses
         log.exception("cannot write the wait graph")
 

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from guessgame import app, config, debugging, drawing, timeline, trace, waits
+from guessgame import app, config, debugging, drawing, timeline, trace, waitgraph
 from guessgame.bench import command as bench
 from guessgame.config import ConfigError, Settings
 from guessgame.protocol import (
@@ -168,8 +168,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if settings.debug:
             debugging.show_slow_callbacks()
             # Only under --debug: a thread that prints the wait graph on a stall.
-            debug_only.enter_context(waits.StallWatch(settings.stall_report,
-                                                      waits.write_stderr))
+            debug_only.enter_context(waitgraph.StallWatch(settings.stall_report,
+                                                          waitgraph.write_stderr))
             debugging.follow_pdb_into_threads()
         return run_traced(args, settings)
 

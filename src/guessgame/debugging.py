@@ -14,7 +14,7 @@ import logging
 import sys
 import threading
 
-from guessgame import waits as wait_graph
+from guessgame import waitgraph
 
 
 def follow_pdb_into_threads() -> bool:
@@ -70,4 +70,4 @@ def waits() -> Text:
     From pdb: `p __import__("guessgame.debugging").debugging.waits()`; in VS Code, a
     watch on the same expression. Safe to call from any thread, the loop's included.
     """
-    return Text(wait_graph.render(wait_graph.snapshot()))
+    return Text(waitgraph.render(waitgraph.snapshot()))
