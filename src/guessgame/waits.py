@@ -26,6 +26,7 @@ Party = tuple[str, Any]
 """("thread", ident) or ("task", asyncio.Task); ("lock", TrackedLock) stands for its
 holder, and ("any", text) for a side with no single identity (a report's producers)."""
 
+
 class Crossing:
     """One wait in flight. `target` may be filled in later, by the side that takes it."""
 
