@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from conftest import CONFIG
 from guessgame import app, trace
@@ -17,7 +20,7 @@ from guessgame.timeline import Timeline
 
 def demo_timeline(settings: Settings, path: Path) -> dict[str, Any]:
     picture = Timeline("guessgame demo")
-    trace.add_sink(picture)
+    trace.add_sink(picture, flows=True)
     try:
         assert app.demo(settings, 1, io.StringIO()) == 0
     finally:
@@ -35,11 +38,12 @@ def check_structure(document: dict[str, Any]) -> dict[int, str]:
     assert len(pids) == 1
     lanes = {e["tid"]: e["args"]["name"] for e in events if e["name"] == "thread_name"}
     assert len(set(lanes.values())) == len(lanes), "one lane per thread or task"
-    instants = [e for e in events if e["ph"] != "M"]
+    instants = [e for e in events if e["ph"] == "X"]
     assert instants
+    assert {e["ph"] for e in events} <= {"M", "X", "s", "f"}
     for event in instants:
-        assert event["ph"] == "i" and event["s"] == "t"
         assert isinstance(event["ts"], (int, float)) and event["ts"] >= 0  # microseconds
+        assert isinstance(event["dur"], (int, float)) and event["dur"] > 0
         assert event["tid"] in lanes
         assert isinstance(event["name"], str) and event["cat"] in {
             "connection", "session", "client", "server", "bridge"}
@@ -54,7 +58,7 @@ def test_timeline_lanes_match_the_stage(layers: Layers, settings: Settings,
                                         tmp_path: Path) -> None:
     document = demo_timeline(settings, tmp_path / "timeline.json")
     lanes = check_structure(document)
-    instants = [e["args"] for e in document["traceEvents"] if e["ph"] == "i"]
+    instants = [e["args"] for e in document["traceEvents"] if e["ph"] == "X"]
     tasks = {e["task"]: e["thread"] for e in instants if e["task"] != "-"}
     threads = {e["thread"] for e in instants if e["task"] == "-"}
 
@@ -82,3 +86,52 @@ def test_timeline_option_writes_the_file(tmp_path: Path) -> None:
     lanes = check_structure(json.loads(path.read_text()))
     assert "MainThread" in lanes.values()
     assert any(name.endswith("[event-loop]") for name in lanes.values())
+
+
+def test_every_crossing_is_an_arrow_from_the_lane_that_sent_it_to_the_lane_that_took_it(
+        layers: Layers, settings: Settings, tmp_path: Path) -> None:
+    lines: list[trace.Record] = []
+    trace.add_sink(lines.append)  # what --trace prints: one line per crossing
+    try:
+        document = demo_timeline(settings, tmp_path / "timeline.json")
+    finally:
+        trace.remove_sink(lines.append)
+    events = document["traceEvents"]
+    lanes = check_structure(document)
+    starts = {e["id"]: e for e in events if e["ph"] == "s"}
+    ends = {e["id"]: e for e in events if e["ph"] == "f"}
+    crossings = [r for r in lines if r.layer == "bridge"]
+    assert len(crossings) == len(starts) == len(ends), (len(crossings), len(starts), len(ends))
+    assert bool(crossings) == (layers.any_async and layers != Layers(True, True, True, True))
+    slices = {(e["tid"], e["ts"]) for e in events if e["ph"] == "X"}
+    for flow, start in starts.items():
+        end = ends[flow]
+        assert end["bp"] == "e" and end["name"] == start["name"] and end["cat"] == "bridge"
+        assert start["ts"] <= end["ts"]
+        assert start["tid"] != end["tid"], "a crossing goes from one lane to another"
+        # Each end sits on a slice of its lane, so that Perfetto binds the arrow to it.
+        assert (start["tid"], start["ts"]) in slices and (end["tid"], end["ts"]) in slices
+        # From a thread to a task's lane, or back: the lanes say which world each is.
+        worlds = {"[" in lanes[start["tid"]], "[" in lanes[end["tid"]]}
+        assert worlds == {True, False}, (lanes[start["tid"]], lanes[end["tid"]])
+
+
+def test_timeline_png_draws_lanes_and_arrows(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "demo.png"
+    subprocess.run([sys.executable, "-m", "guessgame", "demo", "--config", str(CONFIG),
+                    "--stage", "async-session", "--timeline", str(path), "-q"],
+                   capture_output=True, timeout=30, check=True)
+    assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_a_picture_without_matplotlib_is_a_one_line_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "matplotlib.py"
+    blocker.write_text("raise ImportError('not installed')\n")
+    done = subprocess.run([sys.executable, "-m", "guessgame", "demo", "--config", str(CONFIG),
+                           "--timeline", str(tmp_path / "demo.svg"), "-q"],
+                          capture_output=True, text=True, timeout=15,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 2
+    assert done.stderr == ("guessgame: --timeline FILE.png or .svg needs matplotlib: "
+                           "pip install 'guessgame[plot]'\n")

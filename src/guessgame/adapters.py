@@ -11,11 +11,13 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import socket
+import threading
 
 import janus
 
-from guessgame import trace
+from guessgame import trace, waits
 from guessgame.aio import connection as aio
 from guessgame.bridge import Bridge
 from guessgame.protocol import GameError, PeerClosed, ProtocolError
@@ -39,6 +41,11 @@ class BlockingFace:
         self._inbox: janus.Queue[str | GameError] = janus.Queue(INBOX_LINES)
         self._outbox: janus.Queue[str] = janus.Queue(OUTBOX_LINES)
         self._send_failure: PeerClosed | None = None
+        self._thread_side: waits.Party = ("any", f"the thread using connection {self.peer}")
+        # Tracing on: the flow id of each line queued, so the timeline can draw an arrow
+        # from the side that put it to the side that took it (as many as lines queued).
+        self._inbox_flows: collections.deque[int] = collections.deque()
+        self._outbox_flows: collections.deque[int] = collections.deque()
         self._reader = asyncio.create_task(self._read(), name=f"reader {self.peer}")
         self._writer = asyncio.create_task(self._write(), name=f"writer {self.peer}")
 
@@ -56,19 +63,31 @@ class BlockingFace:
 
     def send(self, line: str) -> None:
         if trace.enabled:
-            trace.crossing("janus", "thread->loop", f"send {line!r}")
+            flow = trace.new_flow()
+            self._outbox_flows.append(flow)
+            trace.crossing("janus", "thread->loop", f"send {line!r}", flow)
+        # The wait graph: blocked only while the outbox is full, waiting for the writer.
+        wait = waits.begin_thread("janus (outbox)", ("task", self._writer))
         try:
             self._outbox.sync_q.put(line)
         except janus.SyncQueueShutDown:  # the writer failed and closed the outbox
             raise self._send_failure or PeerClosed() from None
+        finally:
+            waits.end(wait)
 
     def receive(self) -> str:
+        # The wait graph: waiting for the reader task, which waits for the peer (idle).
+        self._thread_side = ("thread", threading.get_ident())
+        wait = waits.begin_thread("janus (inbox)", ("task", self._reader), idle=True)
         try:
             item = self._inbox.sync_q.get()
         except janus.SyncQueueShutDown:  # the reader already handed over the end
             raise PeerClosed() from None
+        finally:
+            waits.end(wait)
         if trace.enabled:
-            trace.crossing("janus", "loop->thread", f"receive {item!r}")
+            flow = self._inbox_flows.popleft() if self._inbox_flows else 0
+            trace.crossing("janus", "loop->thread", f"receive {item!r}", flow, arrives=True)
         if isinstance(item, GameError):
             raise item
         return item
@@ -88,17 +107,31 @@ class BlockingFace:
                 item, last = error, error.closes_connection
             except PeerClosed as gone:
                 item, last = gone, True
-            await self._inbox.async_q.put(item)
+            if trace.enabled:
+                flow = trace.new_flow()
+                self._inbox_flows.append(flow)
+                trace.flow_start("janus", "loop->thread", f"receive {item!r}", flow)
+            wait = waits.begin("janus (inbox)", self._thread_side)  # blocks only if full
+            try:
+                await self._inbox.async_q.put(item)
+            finally:
+                waits.end(wait)
             if last:
                 self._inbox.shutdown()  # a further receive() fails instead of waiting
                 return
 
     async def _write(self) -> None:
         while True:
+            wait = waits.begin("janus (outbox)", self._thread_side, idle=True)
             try:
                 line = await self._outbox.async_q.get()
             except janus.AsyncQueueShutDown:  # closed, and everything queued was sent
                 return
+            finally:
+                waits.end(wait)
+            if trace.enabled and self._outbox_flows:
+                trace.flow_end("janus", "thread->loop", f"send {line!r}",
+                               self._outbox_flows.popleft())
             try:
                 await self._connection.send(line)
             except PeerClosed as gone:

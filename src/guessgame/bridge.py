@@ -26,7 +26,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from contextvars import ContextVar
 from typing import Any, Final, TypeVar
 
-from guessgame import trace
+from guessgame import trace, waits
 from guessgame.config import Settings
 from guessgame.workers import IDLE_TIMEOUT, WorkerPool
 
@@ -84,6 +84,7 @@ class Bridge:
         _name_what_runs_on(loop, own_loop=False)
         bridge = cls(loop, None, max_workers, idle_timeout)
         bridge._loop_thread_id = threading.get_ident()
+        waits.watch_loop(loop)
         return bridge
 
     @classmethod
@@ -102,6 +103,7 @@ class Bridge:
 
     def _serve_loop(self, ready: threading.Event) -> None:
         self._loop_thread_id = threading.get_ident()
+        waits.watch_loop(self.loop)
         asyncio.set_event_loop(self.loop)
         self.loop.call_soon(ready.set)
         try:
@@ -114,6 +116,7 @@ class Bridge:
             self.loop.run_until_complete(self.loop.shutdown_asyncgens())
             self.loop.run_until_complete(self.loop.shutdown_default_executor())
             asyncio.set_event_loop(None)
+            waits.unwatch_loop(self.loop)
             self.loop.close()
 
     @property
@@ -144,11 +147,16 @@ class Bridge:
             coro.close()
             state = "closed" if self.loop.is_closed() else "not running"
             raise BridgeError(f"cannot run {name}(): the event loop is {state}")
+        flow = 0
         if trace.enabled:
-            trace.crossing("run_coroutine_threadsafe", "thread->loop", name)
+            flow = trace.new_flow()
+            trace.crossing("run_coroutine_threadsafe", "thread->loop", name, flow)
+        # The wait graph records this thread waiting; the task factory names the task.
+        wait = waits.begin_thread("run_coroutine_threadsafe")
         # run_coroutine_threadsafe takes no task name; it creates the task in a callback
         # that runs in a copy of this context, where the task factory finds the name.
-        token = _NEXT_TASK_NAME.set(f"{name} from {threading.current_thread().name}")
+        token = _NEXT_TASK_NAME.set(
+            (f"{name} from {threading.current_thread().name}", wait, flow))
         try:
             # Under the lock that _fail_stranded() takes: a loop that stops after the
             # check above either sees this call waiting, or refuses it here.
@@ -158,6 +166,9 @@ class Bridge:
                     raise BridgeError(f"cannot run {name}(): the event loop has stopped")
                 future = asyncio.run_coroutine_threadsafe(coro, self.loop)
                 self._waiting.add(future)
+        except BaseException:
+            waits.end(wait)
+            raise
         finally:
             _NEXT_TASK_NAME.reset(token)
         try:
@@ -167,6 +178,7 @@ class Bridge:
                 raise BridgeError("the event loop stopped before the call ended") from None
             raise
         finally:
+            waits.end(wait)
             with self._waiting_lock:
                 self._waiting.discard(future)
 
@@ -181,11 +193,20 @@ class Bridge:
         call, so a read parked by one connection never queues another connection's,
         and shrink again as workers sit idle (see workers.py).
         """
+        flow = 0
         if trace.enabled:
-            trace.crossing("run_in_executor", "loop->thread", getattr(fn, "__qualname__", "?"))
+            flow = trace.new_flow()
+            trace.crossing("run_in_executor", "loop->thread", getattr(fn, "__qualname__", "?"),
+                           flow)
         context = contextvars.copy_context()
-        call = _NamedCall(context, thread_name, fn, args)
-        return await self.loop.run_in_executor(self._executor(purpose), call)
+        # The wait graph: this task waits for a worker, named when the call starts.
+        wait = waits.begin(
+            "run_in_executor", ("any", f"a worker of blocking-{purpose} (not started yet)"))
+        call = _NamedCall(context, thread_name, fn, args, wait, flow)
+        try:
+            return await self.loop.run_in_executor(self._executor(purpose), call)
+        finally:
+            waits.end(wait)
 
     def _executor(self, purpose: str) -> WorkerPool:
         executor = self._executors.get(purpose)
@@ -212,6 +233,7 @@ class Bridge:
         self.shutdown_executors()
         if self._thread is None:  # an adopted loop: whoever runs it closes it
             self._fail_stranded()
+            waits.unwatch_loop(self.loop)
             return
         if not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self.loop.stop)
@@ -272,21 +294,33 @@ def loop_thread_for(settings: Settings, layers: Iterable[str]) -> Bridge | None:
 class _NamedCall:
     """Runs a blocking call in the caller's context, under a telling thread name."""
 
-    __slots__ = ("args", "context", "fn", "name")
+    __slots__ = ("args", "context", "flow", "fn", "name", "wait")
 
     def __init__(self, context: contextvars.Context, name: str | None,
-                 fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+                 fn: Callable[..., Any], args: tuple[Any, ...], wait: int | None = None,
+                 flow: int = 0) -> None:
         self.context, self.name, self.fn, self.args = context, name, fn, args
+        self.wait, self.flow = wait, flow
 
     def __call__(self) -> Any:
+        if self.wait is not None:
+            waits.set_target(self.wait, ("thread", threading.get_ident()))
         if self.name is None:
+            self._arrive()
             return self.context.run(self.fn, *self.args)
         thread = threading.current_thread()
         pool_name, thread.name = thread.name, self.name
         try:
+            self._arrive()
             return self.context.run(self.fn, *self.args)
         finally:
             thread.name = pool_name
+
+    def _arrive(self) -> None:
+        """For the timeline's arrow: the worker takes the call (tracing on only)."""
+        if self.flow:
+            self.context.run(trace.flow_end, "run_in_executor", "loop->thread",
+                             getattr(self.fn, "__qualname__", "?"), self.flow)
 
 
 def _name_what_runs_on(loop: asyncio.AbstractEventLoop, *, own_loop: bool) -> None:
@@ -305,8 +339,10 @@ def _name_what_runs_on(loop: asyncio.AbstractEventLoop, *, own_loop: bool) -> No
             RESOLVER_WORKERS, thread_name_prefix="blocking-asyncio"))
 
 
-_NEXT_TASK_NAME: ContextVar[str | None] = ContextVar("next_task_name", default=None)
-"""The name run_in_loop gives the task that run_coroutine_threadsafe is about to create."""
+_NEXT_TASK_NAME: ContextVar[tuple[str, int, int] | None] = ContextVar("next_task_name",
+                                                                       default=None)
+"""The name run_in_loop gives the task that run_coroutine_threadsafe is about to create,
+the wait graph's record of the thread that waits for it, and the trace's flow id (or 0)."""
 
 
 class _Task(asyncio.Task[Any]):
@@ -329,14 +365,20 @@ def _named_task(loop: asyncio.AbstractEventLoop, coro: Any, *, name: str | None 
     """
     if name is not None:
         return _Task(coro, loop=loop, name=name, context=context, **options)
-    name = _NEXT_TASK_NAME.get()
-    if name is None:
+    pending = _NEXT_TASK_NAME.get()
+    if pending is None:
         return _Task(coro, loop=loop, name=getattr(coro, "__qualname__", None),
                      context=context, **options)
+    name, wait, flow = pending
     # The task's own context must not pass the name on to the tasks it creates.
     own = context.copy() if context is not None else contextvars.copy_context()
     own.run(_NEXT_TASK_NAME.set, None)
-    return _Task(coro, loop=loop, name=name, context=own, **options)
+    task = _Task(coro, loop=loop, name=name, context=own, **options)
+    waits.set_target(wait, ("task", task))
+    if flow:  # the timeline's arrow ends on the new task's lane
+        own.run(trace.flow_end, "run_coroutine_threadsafe", "thread->loop",
+                getattr(coro, "__qualname__", "coroutine"), flow, task=name)
+    return task
 
 
 def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:

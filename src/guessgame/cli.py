@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import resource
@@ -10,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from guessgame import app, config, debugging, timeline, trace
+from guessgame import app, config, debugging, drawing, timeline, trace, waitgraph
 from guessgame.bench import command as bench
 from guessgame.config import ConfigError, Settings
 from guessgame.protocol import (
@@ -46,7 +47,9 @@ def _common() -> argparse.ArgumentParser:
                             "to stderr: time, thread, task, session, layer, event")
     group.add_argument("--timeline", metavar="FILE.json",
                        help="write the same events as the trace to FILE.json, in Chrome "
-                            "trace-event format (open it in ui.perfetto.dev)")
+                            "trace-event format (open it in ui.perfetto.dev), with an arrow "
+                            "per bridge crossing; FILE.png or FILE.svg draws lanes and "
+                            "arrows instead (needs matplotlib: the plot extra)")
     group.add_argument("--debug", action="store_true", default=None,
                        help="asyncio debug mode, slow-callback logging, and no timeouts, so "
                             "that a paused debugger does not make the other side give up")
@@ -176,18 +179,29 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         logging.getLogger("guessgame").info("%s", settings.describe())
     if settings.trace:
         trace.add_sink(trace.stream_sink())
-    if settings.debug:
-        debugging.show_slow_callbacks()
-        debugging.follow_pdb_into_threads()
+    with contextlib.ExitStack() as debug_only:
+        if settings.debug:
+            debugging.show_slow_callbacks()
+            # Only under --debug: a thread that prints the wait graph on a stall.
+            debug_only.enter_context(waitgraph.StallWatch(settings.stall_report,
+                                                          waitgraph.write_stderr))
+            debugging.follow_pdb_into_threads()
+        return run_traced(args, settings)
+
+
+def run_traced(args: argparse.Namespace, settings: Settings) -> int:
     if not args.timeline:
         return run_command(args, settings)
-    picture = timeline.Timeline(f"guessgame {args.command}")
-    trace.add_sink(picture)
+    picture = timeline.Timeline(f"guessgame {args.command} at {settings.stage}")
+    trace.add_sink(picture, flows=True)
     try:
         return run_command(args, settings)
     finally:  # also after an error or Ctrl-C: the picture shows how far it got
         trace.remove_sink(picture)
-        picture.write(args.timeline)
+        if args.timeline.endswith((".png", ".svg")):
+            drawing.draw(picture, args.timeline)
+        else:
+            picture.write(args.timeline)
 
 
 def run_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -208,6 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from(args)
         if args.command == "play":
             Game(args.lower, args.upper, args.secret, args.guesses)
+        if str(getattr(args, "timeline", None)).endswith((".png", ".svg")):
+            drawing.require()  # before the run rather than after it
     except ConfigError as error:
         print(f"guessgame: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -103,6 +103,7 @@ class Settings:
     trace: bool = False
     debug: bool = False
     uvloop: bool = False
+    stall_report: float = 5.0
     stages: dict[str, Layers] = field(default_factory=dict)
     rollout: dict[str, float] = field(default_factory=dict)
     """Layer -> fraction of new connections on which it runs async, overriding the
@@ -183,6 +184,7 @@ _NUMBERS: Final = {
     "idle_timeout": float,
     "max_connections": int,
     "worker_idle_timeout": float,
+    "stall_report": float,
 }
 _FLAGS: Final = ("trace", "debug", "uvloop")
 
@@ -201,6 +203,8 @@ def _settings_from(table: dict[str, Any], path: Path) -> dict[str, Any]:
             if not isinstance(table[key], bool):
                 raise ConfigError(f"{path}: {key} must be true or false, got {table[key]!r}")
             values[key] = table[key]
+    if values.get("stall_report", 1.0) <= 0:
+        raise ConfigError(f"{path}: stall_report must be a positive number of seconds")
     if values.get("max_line_bytes", MAX_LINE_BYTES) < 16:
         raise ConfigError(f"{path}: max_line_bytes must be at least 16")
     if "rollout" in table:

@@ -14,6 +14,8 @@ import logging
 import sys
 import threading
 
+from guessgame import waitgraph
+
 
 def follow_pdb_into_threads() -> bool:
     """If pdb traces this thread, make it trace other threads too. True if it did.
@@ -41,3 +43,31 @@ def show_slow_callbacks() -> None:
     how a blocking call left on the loop shows up. Make sure it reaches stderr, and
     keep out debug mode's "poll took 1000 ms" notes, which an idle server makes."""
     logging.getLogger("asyncio").setLevel(logging.WARNING)
+
+
+class Text:
+    """The wait graph's text, shown as lines wherever Python shows a value: its repr is
+    the text itself, so pdb's `p` and VS Code's watch and Debug Console print lines,
+    not one quoted string; `lines` is a list a VS Code watch expands one per row."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.lines = text.splitlines()
+
+    def __repr__(self) -> str:
+        return self.text
+
+    __str__ = __repr__
+
+    def __contains__(self, part: str) -> bool:
+        return part in self.text
+
+
+def waits() -> Text:
+    """Who waits on whom, now: every thread with the tasks its loop runs, each at
+    `file:line function`, each wait across a bridge, and any deadlock among them.
+
+    From pdb: `p __import__("guessgame.debugging").debugging.waits()`; in VS Code, a
+    watch on the same expression. Safe to call from any thread, the loop's included.
+    """
+    return Text(waitgraph.render(waitgraph.snapshot()))

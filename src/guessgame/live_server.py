@@ -16,9 +16,10 @@ The main thread does the switching, in one of two modes:
 
 A reload that needs a loop leaves the blocking mode and starts one; once the last
 generation that needed the loop has drained, the loop is closed and the main thread
-blocks again. Signals (SIGINT and SIGTERM stop, SIGHUP reloads, SIGUSR2 prints the
-flavour statistics) are caught the same way in both modes, so none is ever left to its
-default action, which for SIGHUP would end the process.
+blocks again. Signals (SIGINT and SIGTERM stop, SIGHUP reloads, SIGUSR1 prints who
+waits on whom and the flavour statistics, SIGUSR2 the statistics alone) are caught the
+same way in both modes, so none is ever left to its default action, which for SIGHUP
+would end the process.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Final
 
-from guessgame import netutil, reload
+from guessgame import debugging, netutil, reload, waitgraph
 from guessgame.bridge import Bridge, new_event_loop, run_in_new_thread
 from guessgame.config import SERVER_LAYERS, Settings
 from guessgame.flavour_stats import FlavourStats
@@ -46,7 +47,7 @@ from guessgame.reports import Write
 log = logging.getLogger("guessgame")
 
 STOP: Final = (signal.SIGINT, signal.SIGTERM)
-SIGNALS: Final = (*STOP, signal.SIGHUP, signal.SIGUSR2)
+SIGNALS: Final = (*STOP, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 DRAIN_POLL: Final = 0.05
 """While a generation drains, how often to look whether its last session has ended."""
@@ -203,6 +204,14 @@ class LiveServer:
         listener, self._listener = self._listener, None
         return listener
 
+    def _print_waits(self) -> None:
+        """SIGUSR1: who waits on whom, then the flavour counts, on stderr."""
+        try:
+            waitgraph.write_stderr(debugging.waits().text)
+        except Exception:  # a diagnostic must never stop the server it diagnoses
+            log.exception("cannot write the wait graph")
+        self._print_stats()
+
     def _print_stats(self) -> None:
         lines = ["flavours since start: sessions, errors (ERROR replies and failed "
                  "sessions), replies, and reply latency from line in to reply out",
@@ -231,7 +240,9 @@ class LiveServer:
                 log.info("stopping on signal")
                 self._stop_all_blocking()
                 return True
-            if signum == signal.SIGUSR2:
+            if signum == signal.SIGUSR1:
+                self._print_waits()
+            elif signum == signal.SIGUSR2:
                 self._print_stats()
             elif signum == signal.SIGHUP and (new := reload.reread(self._settings)):
                 if new.needs_loop_for(SERVER_LAYERS):
@@ -263,7 +274,8 @@ class LiveServer:
         task = asyncio.current_task()
         if task is not None:
             task.set_name("serve")
-        self._bridge = Bridge.adopt_running_loop(self._settings.max_workers)
+        self._bridge = Bridge.adopt_running_loop(self._settings.max_workers,
+                                                 self._settings.worker_idle_timeout)
         signals.attach()
         try:
             if self._starting is not None:
@@ -276,7 +288,11 @@ class LiveServer:
                     log.info("stopping on signal")
                     await self._stop_all_on_loop()
                     return True
-                if signum == signal.SIGUSR2:
+                if signum == signal.SIGUSR1:
+                    # Built and written by a thread of its own, which asks the loop
+                    # only to list its tasks; writing to stderr blocks.
+                    await run_in_new_thread(self._print_waits, "waits-report")
+                elif signum == signal.SIGUSR2:
                     # Writing to stderr blocks; not on the loop's thread.
                     await run_in_new_thread(self._print_stats, "flavour stats")
                 elif signum == signal.SIGHUP:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import sys
 import threading
 import time
@@ -45,6 +46,8 @@ class Record(NamedTuple):
     session: str
     layer: str
     event: str
+    flow: int = 0  # a crossing's id, shared by the record that sends it and the one that takes it
+    arrives: bool = False  # this record takes the crossing `flow` (else it sends it)
 
     def line(self) -> str:
         return "\t".join((f"{self.time:.6f}", self.thread, self.task, self.session,
@@ -53,6 +56,7 @@ class Record(NamedTuple):
 
 Sink = Callable[[Record], None]
 _sinks: list[Sink] = []
+_flow_sinks: list[Sink] = []
 _lock = threading.Lock()
 
 
@@ -76,22 +80,59 @@ def here() -> Here:
     return Here(threading.current_thread().name, _task_name(), SESSION_ID.get())
 
 
-def event(layer: str, what: str) -> None:
+def event(layer: str, what: str, flow: int = 0, arrives: bool = False) -> None:
     where = here()
     with _lock:  # stamped under the lock, so that every sink sees times in order
-        record = Record(time.monotonic(), *where, layer, what)
+        record = Record(time.monotonic(), *where, layer, what, flow, arrives)
         for sink in _sinks:
             sink(record)
 
 
-def crossing(mechanism: str, direction: str, what: str) -> None:
-    event("bridge", f"{mechanism} {direction} {what}")
+def crossing(mechanism: str, direction: str, what: str, flow: int = 0,
+             arrives: bool = False) -> None:
+    event("bridge", f"{mechanism} {direction} {what}", flow, arrives)
 
 
-def add_sink(sink: Sink) -> None:
+_flows = itertools.count(1)
+
+
+def new_flow() -> int:
+    """An id binding the record that sends a crossing to the one that takes it."""
+    return next(_flows)
+
+
+def flow_end(mechanism: str, direction: str, what: str, flow: int, *,
+             task: str | None = None) -> None:
+    """The other side of a crossing whose first side already made a line: only sinks
+    that draw arrows get it (the timeline), so the trace's lines stay as they were.
+    `task` names the task about to run, when the taking side is its creation."""
+    where = here()
+    if task is not None:
+        where = where._replace(task=task)
+    with _lock:
+        record = Record(time.monotonic(), *where, "bridge", f"{mechanism} {direction} {what}",
+                        flow, True)
+        for sink in _flow_sinks:
+            sink(record)
+
+
+def flow_start(mechanism: str, direction: str, what: str, flow: int) -> None:
+    """The sending side of a crossing whose taking side makes the line, for the timeline."""
+    where = here()
+    with _lock:
+        record = Record(time.monotonic(), *where, "bridge", f"{mechanism} {direction} {what}",
+                        flow, False)
+        for sink in _flow_sinks:
+            sink(record)
+
+
+def add_sink(sink: Sink, flows: bool = False) -> None:
+    """Send every record to `sink`; with `flows`, also the records that only draw arrows."""
     global enabled
     with _lock:
         _sinks.append(sink)
+        if flows:
+            _flow_sinks.append(sink)
         enabled = True
 
 
@@ -99,6 +140,8 @@ def remove_sink(sink: Sink) -> None:
     global enabled
     with _lock:
         _sinks.remove(sink)
+        if sink in _flow_sinks:
+            _flow_sinks.remove(sink)
         enabled = bool(_sinks)
 
 

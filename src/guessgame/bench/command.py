@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from guessgame import config
-from guessgame.bench import reload_cell, report, runner
+from guessgame.bench import crossings, reload_cell, report, runner
 from guessgame.bench.runner import Target
 from guessgame.config import ConfigError, Layers, Settings
 
@@ -62,6 +62,9 @@ def add_parser(commands: Any) -> None:
     bench.add_argument("--out", metavar="PATH", help="write the results as JSON")
     bench.add_argument("--plot", metavar="PATH", help="write a PNG of rounds/s and CPU per "
                                                       "round against clients (needs matplotlib)")
+    bench.add_argument("--crossings", action="store_true",
+                       help="only measure what one bridge crossing costs, without and with "
+                            "the wait graph's bookkeeping and with tracing on")
     bench.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     # The common single-valued options, absent here, so that settings load as usual.
     bench.set_defaults(stage=None, layers=None, trace=None, debug=None)
@@ -142,6 +145,8 @@ def run_reload(args: argparse.Namespace, settings: Settings) -> int:
 def run_bench(args: argparse.Namespace, settings: Settings) -> int:
     if args.reload:
         return run_reload(args, settings)
+    if args.crossings:
+        return crossings.run(args.quiet)
     try:
         chosen = targets(args, settings)
     except ConfigError as error:

@@ -1,0 +1,205 @@
+"""A real debugger: debugpy, driven over DAP as VS Code drives it, stops on both sides of
+each bridge at the five named stages (and at `--async server`, where run_in_executor
+appears), each time in the thread the README's "Where to break" table names.
+
+Each breakpoint is removed once it has fired, so the demo runs on to the end, and the
+test checks the transcript too. Every wait has a deadline: a debugger that stops
+answering fails the test instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from conftest import CONFIG
+from dap import DapClient, DapError
+from guessgame import adapters, bridge, compose, reports
+from guessgame.aio import client as aio_client
+from guessgame.aio import session as aio_session
+from guessgame.threaded import session as threaded_session
+
+pytest.importorskip("debugpy")
+
+TIMEOUT = 15.0
+PEER = r"127\.0\.0\.1:\d+"
+SESSION = f"session {PEER}"
+
+
+def first_body_line(function: Callable[..., Any]) -> tuple[str, int]:
+    code = function.__code__
+    line = min(line for *_, line in code.co_lines() if line and line > code.co_firstlineno)
+    return os.path.realpath(code.co_filename), line
+
+
+# Where to break, as README's table says, and the thread each side runs in at each stage.
+RUN_IN_LOOP = (bridge.Bridge.run_in_loop, f"{SESSION}|MainThread")
+LINES_THREAD = (adapters.BlockingFace.receive, f"{SESSION}|MainThread")
+LINES_LOOP = (adapters.BlockingFace._read, "event-loop")
+SEND_THREAD = (adapters.BlockingFace.send, f"{SESSION}|MainThread")
+SEND_LOOP = (adapters.BlockingFace._write, "event-loop")
+
+CASES: dict[str, list[tuple[Callable[..., Any], str]]] = {
+    "all-threads": [(threaded_session.Session._serve_line, SESSION),
+                    (reports.Reports._print_from_thread, "reports")],
+    # janus lines: a threaded session on an asyncio connection; the report queue too.
+    "async-connection": [RUN_IN_LOOP, LINES_THREAD, LINES_LOOP, SEND_THREAD, SEND_LOOP,
+                         (reports.Reports.put_from_thread, SESSION),
+                         (reports.Reports._print_from_thread, "reports")],
+    # run_coroutine_threadsafe: a threaded server hands each session to the loop thread.
+    "async-session": [RUN_IN_LOOP, (compose.System._async_session, "event-loop"),
+                      (reports.Reports.put_from_loop, "event-loop"),
+                      (reports.Reports._print_from_thread, "reports"),
+                      LINES_THREAD, LINES_LOOP],
+    # The asyncio server on the loop thread; the threaded client crosses on janus.
+    "async-server": [(bridge.Bridge.run_in_loop, "MainThread"),
+                     (adapters.BlockingFace.receive, "MainThread"), LINES_LOOP,
+                     (aio_session.Session._serve_line, "event-loop"),
+                     (reports.Reports.put_from_loop, "event-loop"),
+                     (reports.Reports._print_in_task, "event-loop")],
+    # One loop in the main thread, and no bridge.
+    "all-async": [(aio_session.Session._serve_line, "MainThread"),
+                  (aio_client.Client.play, "MainThread"),
+                  (reports.Reports._print_in_task, "MainThread")],
+    # run_in_executor: an asyncio server runs each threaded session in a worker.
+    "server": [(bridge.Bridge.run_in_thread, "event-loop"),
+               (compose.System._blocking_session, SESSION),
+               (threaded_session.Session._serve_line, SESSION)],
+}
+
+
+WAITS = '__import__("guessgame.debugging").debugging.waits()'
+WATCH = {
+    # Paused in the session task on the loop thread: the session thread waits for it.
+    "async-session": (compose.System._async_session,
+                      f"session ({PEER}) \\(thread\\) waits in run_coroutine_threadsafe for "
+                      f"task System._async_session from session ({PEER}) "),
+    # Paused in the client thread: debugpy holds the loop thread too, so its tasks are
+    # read from outside after a short wait.
+    "async-connection": (adapters.BlockingFace.receive,
+                         "runs an event loop; .*read from outside: the loop did not answer"),
+}
+
+
+def free_port() -> int:
+    # debugpy's `--listen 0` picks a port but prints nothing, so pick one here.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def start(stage: str, port: int) -> subprocess.Popen[str]:
+    pick = ["--async", stage] if stage == "server" else ["--stage", stage]
+    return subprocess.Popen(
+        [sys.executable, "-m", "debugpy", "--listen", f"127.0.0.1:{port}", "--wait-for-client",
+         "-m", "guessgame", "demo", "--config", str(CONFIG), *pick, "--debug", "--seed", "1",
+         "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
+
+
+def stop(process: subprocess.Popen[str]) -> tuple[str, str]:
+    """Kill the program and the adapter process debugpy started beside it: they share
+    the session this test started them in, and the adapter holds the pipes open."""
+    with contextlib.suppress(ProcessLookupError):  # all gone already
+        os.killpg(process.pid, signal.SIGKILL)
+    if process.stdout is not None and not process.stdout.closed:
+        return process.communicate(timeout=TIMEOUT)
+    process.wait(TIMEOUT)
+    return "", ""
+
+
+class Session:
+    """One debugging session: breakpoints by file, and where each one fired."""
+
+    def __init__(self, dap: DapClient, breakpoints: dict[str, set[int]]) -> None:
+        self.dap = dap
+        self.pending = breakpoints
+        self.hits: dict[tuple[str, int], str] = {}
+        self.watch_at: tuple[str, int] | None = None
+        self.watched = ""
+
+    def set_breakpoints(self, path: str) -> None:
+        self.dap.request("setBreakpoints", source={"path": path},
+                         breakpoints=[{"line": line} for line in sorted(self.pending[path])])
+
+    def attach(self) -> None:
+        self.dap.request("initialize", clientID="vscode", adapterID="debugpy",
+                         pathFormat="path", linesStartAt1=True, columnsStartAt1=True)
+        # debugpy answers attach only after configurationDone, and says `initialized`
+        # in between: the order VS Code uses.
+        attach = self.dap.send("attach", justMyCode=True, subProcess=False)
+        self.dap.event("initialized")
+        for path in self.pending:
+            self.set_breakpoints(path)
+        self.dap.request("configurationDone")
+        self.dap.response(attach)
+
+    def run(self) -> None:
+        """Take each stop until every breakpoint fired and the program ended."""
+        while True:
+            message = self.dap.event("stopped", "terminated", "exited")
+            if message["event"] != "stopped":
+                # debugpy keeps the process until the client lets go, as VS Code does.
+                self.dap.send("disconnect")
+                return
+            thread_id = message["body"]["threadId"]
+            names = {t["id"]: t["name"] for t in self.dap.request("threads")["threads"]}
+            top = self.dap.request("stackTrace", threadId=thread_id, levels=1)["stackFrames"][0]
+            path, line = os.path.realpath(top["source"]["path"]), top["line"]
+            if line in self.pending.get(path, set()):
+                self.hits[path, line] = names[thread_id]
+                if (path, line) == self.watch_at:
+                    # What a VS Code watch on waits() shows (Copy Value gives it whole).
+                    self.watched = self.dap.request(
+                        "evaluate", expression=WAITS, frameId=top["id"],
+                        context="clipboard")["result"]
+                self.pending[path].discard(line)
+                self.set_breakpoints(path)  # fired once: enough, and the demo moves on
+            self.dap.request("continue", threadId=thread_id)
+
+
+@pytest.mark.parametrize("stage", list(CASES))
+def test_debugpy_stops_on_both_sides_of_each_bridge_in_the_named_thread(stage: str) -> None:
+    wanted = {first_body_line(function): thread for function, thread in CASES[stage]}
+    breakpoints: dict[str, set[int]] = {}
+    for path, line in wanted:
+        breakpoints.setdefault(path, set()).add(line)
+    port = free_port()
+    process = start(stage, port)
+    dap = None
+    try:
+        dap = DapClient(port, TIMEOUT)
+        session = Session(dap, breakpoints)
+        if stage in WATCH:
+            session.watch_at = first_body_line(WATCH[stage][0])
+        session.attach()
+        session.run()
+        out, err = process.communicate(timeout=TIMEOUT)
+    except (DapError, subprocess.TimeoutExpired) as error:
+        out, err = stop(process)
+        raise AssertionError(f"{error}\nstdout:\n{out}\nstderr:\n{err}") from None
+    finally:
+        if dap is not None:
+            dap.close()
+        stop(process)
+    missed = [f"{path}:{line}" for (path, line) in wanted if (path, line) not in session.hits]
+    assert not missed, f"breakpoints that never fired: {missed}\n{err}"
+    for (path, line), pattern in wanted.items():
+        thread = session.hits[path, line]
+        assert re.fullmatch(pattern, thread), f"{path}:{line} fired in {thread!r}"
+    if stage in WATCH:
+        assert re.search(WATCH[stage][1], session.watched), session.watched
+        assert "no deadlock found" in session.watched
+    assert process.returncode == 0, err
+    assert "client: 12 is CORRECT" in out
