@@ -17,7 +17,8 @@ CONFIG = Path(__file__).resolve().parent.parent / "guessgame.toml"
 def test_bench_reports_every_cell(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "results.json"
     code = cli.main(["bench", "--config", str(CONFIG), "--stage", "all-threads", "all-async",
-                     "--clients", "1,2", "--warmup", "0.1", "--duration", "0.3",
+                     "--clients", "1,2", "--warmup", "0.1", "--duration", "0.3", "--settle", "0",
+                     "--slow-stdout", "0",
                      "--out", str(out), "-q"])
     assert code == 0
     results = json.loads(out.read_text())
@@ -74,3 +75,21 @@ def test_bench_reload_cell_goes_through_every_stage_and_back(tmp_path: Path) -> 
     assert cell["games"] > 0 and cell["failed"] == 0, cell["failures"]
     assert cell["server_refused"] == 0 and cell["server_exit"] == 0
     assert cell["threads_after_drain"] == cell["fresh_threads"]
+
+
+@pytest.mark.timeout(60)
+def test_bench_reports_a_burst_the_threads_left_and_a_slow_stdout(tmp_path: Path) -> None:
+    out = tmp_path / "burst.json"
+    code = cli.main(["bench", "--config", str(CONFIG), "--stage", "async-server",
+                     "--clients", "20", "--arrival", "burst", "--warmup", "0.2",
+                     "--duration", "0.3", "--settle", "0.2", "--slow-stdout", "5",
+                     "--no-baselines", "--out", str(out), "-q"])
+    assert code == 0
+    burst, slow = json.loads(out.read_text())["cells"]
+    assert burst["stage"] == "async-server" and burst["arrival"] == "burst"
+    assert burst["failed"] == 0 and burst["unanswered"] == 0
+    assert 0 < burst["first_reply_p50_ms"] <= burst["first_reply_max_ms"]
+    assert burst["threads_after"] >= 1 and burst["settle_s"] == 0.2
+    assert slow["stage"] == "async-server (slow stdout)" and slow["slow_stdout"]
+    assert slow["failed"] == 0 and slow["server_exit"] == 0
+    assert slow["reports_dropped"] >= 0

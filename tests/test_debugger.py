@@ -52,7 +52,7 @@ CASES = {
     "all-async": Expect("MainThread", f"session {PEER}", (
         "run_at_stage", "_run_session", "serve_in_task", "_async_session", "run",
         "_serve_line", "handle", "_number")),
-    # A threaded session reads its asyncio connection through janus.
+    # A threaded session reads its asyncio connection through the line queues.
     "async-connection": Expect(f"session {PEER}", "-", (
         "_run_session", "serve_in_thread", "_blocking_session", "run", "_serve_line",
         "handle", "_number")),

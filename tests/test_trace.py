@@ -65,17 +65,13 @@ def reports(session: bool, server: bool) -> set[str]:
     """A session's report events go to the printer, which lives in the server's world."""
     if session == server:
         return set()
-    return {f"janus {world(session)}->{world(server)}"}
+    return {f"SimpleQueue {world(session)}->{world(server)}"}
 
 
 def expected_crossings(layers: Layers) -> dict[str, set[str]]:
     """The crossings of a demo run, by who makes them: sessions, the client, the host."""
     top = layers.client  # the demo's top-level component is its client
     host = calls(top, layers.server)
-    if not layers.server and layers.any_async:
-        # A threaded server's report queue is janus when the process has a loop, and
-        # janus is made and closed on the loop.
-        host = host | CALL[("thread", "loop")]
     return {
         "session": (calls(layers.server, layers.session) | lines(layers.session, layers.connection)
                     | reports(layers.session, layers.server)),

@@ -93,7 +93,7 @@ def test_a_vanishing_peer_ends_only_its_session(settings: Settings,
 # 1000 peers take 0.6 s at either end of the path but 1.4 s where every line crosses a
 # bridge: ~15 s for all 16 combinations, a quarter of the whole suite's budget. A leak
 # of one thread or descriptor per session shows as well with 100, so the full 1000 runs
-# at both ends and at the first stage, where every line crosses in janus queues; the
+# at both ends and at the first stage, where every line crosses in the line queues; the
 # other 13 get 100.
 FULL_RUN = {"none", "all", "async-connection"}
 

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TextIO, TypeVar
 
+from guessgame import outputs
 from guessgame.bridge import Bridge, loop_thread_for, new_event_loop
 from guessgame.compose import Rounds, System
 from guessgame.config import CLIENT_LAYERS, LAYERS, Settings
@@ -109,16 +110,14 @@ def serve(settings: Settings, host: str, port: int, out: TextIO, quiet: bool,
     """Serve until SIGINT or SIGTERM; then stop everything and return 0.
 
     SIGHUP reads the config file again and moves the running server to its stage;
-    SIGUSR2 prints how each flavour of each layer has served (see live_server.py).
+    SIGUSR1 prints who waits on whom, SIGUSR2 how each flavour of each layer has served
+    (see live_server.py). The transcript goes to `out` through an output that never
+    blocks (outputs.py), so a reader that stops reading costs reports, never games,
+    and never a stop.
     """
-
-    def write(line: str) -> None:
-        # One write per line: servers of two stages may report at once during a reload.
-        out.write(line + "\n")
-        out.flush()
-
-    server = LiveServer(settings, host, port, None if quiet else write, seed)
-    server.run(lambda address: write(f"listening on {address}"))
+    reports = None if quiet else outputs.for_stream(out)
+    server = LiveServer(settings, host, port, reports, seed)
+    server.run(lambda address: print(f"listening on {address}", file=out, flush=True))
     return 0
 
 

@@ -7,7 +7,8 @@ Each crossing is named by its direction:
 - `await Bridge.run_in_thread(fn, ...)`: a coroutine runs blocking code in a worker
   thread (loop.run_in_executor).
 
-Streams of items cross in janus queues: lines in adapters.py, reports in reports.py.
+Streams of items cross in queues no loop ever waits on: lines in adapters.py, reports
+in reports.py.
 
 Misuse fails with a sentence instead of a hang: waiting on the loop from the loop's own
 thread, or on a loop that is closed or stopped, raises BridgeError. A call still waiting
@@ -359,7 +360,7 @@ def _named_task(loop: asyncio.AbstractEventLoop, coro: Any, *, name: str | None 
     """The bridge's task factory, so that no task is left named `Task-N`.
 
     A task created by run_in_loop is named after its coroutine and the waiting thread;
-    any other task created without a name (janus's notifiers, say) after its coroutine.
+    any other task created without a name after its coroutine.
     An explicit create_task(name=...) wins: up to 3.13.0 asyncio renames the task after
     the factory returns it, and later versions pass the name (and any other option) here.
     """

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from guessgame import app, config, debugging, drawing, timeline, trace, waitgraph
+from guessgame import app, config, debugging, drawing, outputs, timeline, trace, waitgraph
 from guessgame.bench import command as bench
 from guessgame.config import ConfigError, Settings
 from guessgame.protocol import (
@@ -131,7 +131,15 @@ def configure_logging(quiet: bool) -> None:
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever sys.stderr is at the time of each record, not at creation."""
+    """Writes to whatever sys.stderr is at the time of each record, not at creation.
+
+    The process's own stderr is written without ever blocking (outputs.py): sessions
+    log their farewells from the event loop, and a stderr nobody reads must not stop
+    it. A record that does not fit now is dropped and counted, and the next record that
+    fits says how many were lost. Anything else (a test's capture) is written as usual.
+    """
+
+    dropped = 0
 
     @property
     def stream(self) -> TextIO:
@@ -140,6 +148,34 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     @stream.setter
     def stream(self, _: TextIO) -> None:
         pass
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if sys.stderr is not sys.__stderr__ or sys.stderr is None:
+            super().emit(record)
+            return
+        try:
+            text = self.format(record) + "\n"
+            if self.dropped:
+                text = (f"guessgame: {self.dropped} log records dropped: stderr is not "
+                        f"keeping up\n{text}")
+            data = text.encode(errors="replace")
+            taken = _stderr_output().write_some(data)
+            # A pipe takes a short record whole or not at all: count it lost or told.
+            self.dropped = 0 if taken else self.dropped + 1
+        except Exception:  # as logging.Handler does: a failing handler must not raise
+            self.handleError(record)
+
+
+_STDERR: outputs.Output | None = None
+
+
+def _stderr_output() -> outputs.Output:
+    """One non-blocking output on the process's stderr, made on first use."""
+    global _STDERR
+    if _STDERR is None:
+        assert sys.__stderr__ is not None
+        _STDERR = outputs.for_stream(sys.__stderr__)
+    return _STDERR
 
 
 def _add_session(record: logging.LogRecord) -> bool:

@@ -3,7 +3,7 @@
 A test or the CLI starts and stops a server without knowing which flavour it is:
 `start()`/`stop()` from a thread, `astart()`/`astop()` from a coroutine. Stopping
 returns only after everything the server started has ended, in this order: the
-acceptor, the sessions, the report printer, the janus queue.
+acceptor, the sessions, the report printer (which gives up after reports.STOP_FLUSH).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from guessgame.aio import server as aio_server
 from guessgame.bridge import Bridge, loop_thread_for
 from guessgame.config import SERVER_LAYERS, Settings
 from guessgame.flavour_stats import FlavourStats
-from guessgame.reports import Reports, Write
+from guessgame.outputs import Output, Write
+from guessgame.reports import Reports
 from guessgame.rollout import PerConnection
 from guessgame.threaded import server as threaded_server
 
@@ -27,7 +28,8 @@ LISTEN_BACKLOG = 4096
 
 class ServerHost:
     def __init__(self, settings: Settings, bridge: Bridge | None, host: str = "127.0.0.1",
-                 port: int = 0, seed: int | None = None, write: Write | None = None, *,
+                 port: int = 0, seed: int | None = None,
+                 write: Write | Output | None = None, *,
                  listener: socket.socket | None = None, numbers: Iterator[int] | None = None,
                  stats: FlavourStats | None = None) -> None:
         """Listen on `host:port`, or on `listener`, one a previous server handed over;
@@ -69,11 +71,7 @@ class ServerHost:
             assert self._bridge is not None
             self._bridge.run_in_loop(self._start_async())
         else:
-            reports = None
-            if self._write is not None:
-                reports = (Reports.without_loop(self._write) if self._bridge is None
-                           else self._bridge.run_in_loop(Reports.on_loop(self._write)))
-            self._start_threaded(reports)
+            self._start_threaded()
 
     def stop(self) -> None:
         if self._is_async:
@@ -96,8 +94,7 @@ class ServerHost:
         if self._is_async:
             await self._start_async()
         else:
-            reports = None if self._write is None else await Reports.on_loop(self._write)
-            self._start_threaded(reports)  # only starts threads: quick enough for the loop
+            self._start_threaded()  # only starts threads: quick enough for the loop
 
     async def astop(self) -> None:
         if self._is_async:
@@ -128,7 +125,8 @@ class ServerHost:
     def _per_connection(self, reports: Reports | None) -> PerConnection:
         return PerConnection(self.settings, self._bridge, reports, self._seed, self._stats)
 
-    def _start_threaded(self, reports: Reports | None) -> None:
+    def _start_threaded(self) -> None:
+        reports = None if self._write is None else Reports(self._write)
         serve = self._per_connection(reports).serve_in_thread
         server = threaded_server.Server(self._take_listener(), serve,
                                         self.settings.max_connections, self._numbers)
@@ -143,12 +141,10 @@ class ServerHost:
             self._threaded.stop()
         if self._reports is not None:
             self._reports.stop_thread()
-            if self._bridge is not None:
-                self._bridge.run_in_loop(self._reports.aclose())
 
     async def _start_async(self) -> None:
         if self._write is not None:
-            self._reports = await Reports.on_loop(self._write)
+            self._reports = Reports(self._write)
             await self._reports.start_task()
         serve = self._per_connection(self._reports).serve_in_task
         self._async = aio_server.Server(self._take_listener(), serve,
@@ -160,12 +156,11 @@ class ServerHost:
             await self._async.stop()
         if self._reports is not None:
             await self._reports.stop_task()
-            await self._reports.aclose()
 
 
 @contextlib.contextmanager
 def serving(settings: Settings, host: str = "127.0.0.1", port: int = 0,
-            seed: int | None = None, write: Write | None = None) -> Iterator[ServerHost]:
+            seed: int | None = None, write: Write | Output | None = None) -> Iterator[ServerHost]:
     """Run a server in the background, for a caller that is a plain thread (a test, say).
 
     A loop thread is started only if a server-side layer is async, and is closed after

@@ -42,7 +42,7 @@ from guessgame.bridge import Bridge, new_event_loop, run_in_new_thread
 from guessgame.config import SERVER_LAYERS, Settings
 from guessgame.flavour_stats import FlavourStats
 from guessgame.host import LISTEN_BACKLOG, ServerHost
-from guessgame.reports import Write
+from guessgame.outputs import Output, Write
 
 log = logging.getLogger("guessgame")
 
@@ -136,7 +136,7 @@ class Signals:
 class LiveServer:
     """Serves until SIGINT or SIGTERM, moving to the config's stage on each SIGHUP."""
 
-    def __init__(self, settings: Settings, host: str, port: int, write: Write | None,
+    def __init__(self, settings: Settings, host: str, port: int, write: Write | Output | None,
                  seed: int | None = None) -> None:
         self._listener: socket.socket | None = netutil.listen(host, port, LISTEN_BACKLOG)
         self.address = netutil.address(self._listener.getsockname())

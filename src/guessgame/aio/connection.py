@@ -43,6 +43,7 @@ class Connection:
     async def open(cls, sock: socket.socket, max_line_bytes: int,
                    idle_timeout: float | None) -> Connection:
         """Adopt a connected socket, such as one a server accepted."""
+        netutil.no_delay(sock)  # asyncio skips an accepted socket (see netutil.no_delay)
         # The stream's limit counts the line without its newline.
         reader, writer = await asyncio.open_connection(sock=sock, limit=max_line_bytes - 1)
         return cls(reader, writer, max_line_bytes, idle_timeout)

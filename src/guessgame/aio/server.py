@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any
 
 from guessgame import netutil, trace
-from guessgame.serving import ACCEPT_RETRY_DELAY, Sessions
+from guessgame.serving import ACCEPT_BATCH, ACCEPT_RETRY_DELAY, Sessions
 
 log = logging.getLogger("guessgame.server")
 
@@ -81,18 +81,25 @@ class Server:
         # drop the new socket unclosed, and its peer would wait forever. Waiting only
         # for readability and accepting with no await in between loses nothing.
         while True:
+            await _readable(self._listener)
+            while (taken := self._accept_batch()) == ACCEPT_BATCH:
+                await asyncio.sleep(0)  # more are waiting: let the sessions run first
+            if taken < 0:  # accepting failed (out of descriptors, say): wait, not spin
+                await asyncio.sleep(ACCEPT_RETRY_DELAY)
+
+    def _accept_batch(self) -> int:
+        """Accept up to ACCEPT_BATCH waiting peers; how many, or -1 if accept() failed."""
+        for taken in range(ACCEPT_BATCH):
             try:
                 sock, sockaddr = self._listener.accept()
                 sock.setblocking(False)
-            except BlockingIOError:  # nobody waiting: sleep until a peer connects
-                await _readable(self._listener)
-                continue
+            except BlockingIOError:  # nobody else waiting
+                return taken
             except OSError as error:
                 log.warning("accept failed: %s", error.strerror)
-                await asyncio.sleep(ACCEPT_RETRY_DELAY)
-                continue
+                return -1
             self._admit(sock, netutil.address(sockaddr))
-            await asyncio.sleep(0)  # a long backlog must not keep the sessions waiting
+        return ACCEPT_BATCH
 
     def _admit(self, sock: socket.socket, peer: str) -> None:
         session_id = self._sessions.admit(sock, peer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
@@ -41,6 +42,10 @@ class Session:
                 self._report(step.event)
         if step.reply is not None:
             await self._connection.send(step.reply)
+        # A line read from the buffer and a reply that fits the socket's buffer
+        # complete without suspending, so a peer that sends many lines at once would
+        # keep the loop from everyone else; since 3.12 more awaits complete eagerly.
+        await asyncio.sleep(0)
         if step.close:
             log.info("%s: closing: %s", self._connection.peer, step.reply)
         return not step.close

@@ -16,7 +16,15 @@ from guessgame.bench import crossings, reload_cell, report, runner
 from guessgame.bench.runner import Target
 from guessgame.config import ConfigError, Layers, Settings
 
+SLOW_SUFFIX = " (slow stdout)"
+
 DEFAULT_CLIENTS = (1, 10, 100, 1000)
+BURST_FROM = 1000
+"""From this many clients on, they arrive in a burst unless --arrival says otherwise."""
+SETTLE = 15.0
+"""Seconds after the window before counting the threads a server keeps: longer than the
+default worker_idle_timeout (10 s), so every worker the burst started has retired."""
+SLOW_STDOUT_CLIENTS = 100
 MIN_IDLE_TIMEOUT = 120.0
 """A bench run must not have a loaded server close a slow client as idle."""
 
@@ -46,6 +54,17 @@ def add_parser(commands: Any) -> None:
                        help="seconds in each measured window (default: 5)")
     bench.add_argument("--warmup", type=float, default=1.0, metavar="S",
                        help="seconds of load before each window (default: 1)")
+    bench.add_argument("--arrival", choices=("start-line", "burst"),
+                       help="how clients arrive: `start-line` (each plays one round, then "
+                            "all start together) or `burst` (all connect and play at once); "
+                            f"default: burst from {BURST_FROM} clients on, else start-line")
+    bench.add_argument("--settle", type=float, default=SETTLE, metavar="S",
+                       help="seconds after each window before counting the threads the "
+                            f"server kept (default: {SETTLE:g}; 0 skips it)")
+    bench.add_argument("--slow-stdout", type=int, default=SLOW_STDOUT_CLIENTS, metavar="N",
+                       help="also measure each stage with N clients while the server prints "
+                            "its transcript to a pipe read at 40 kB/s (default: "
+                            f"{SLOW_STDOUT_CLIENTS}; 0 skips it)")
     bench.add_argument("--idle", type=int, metavar="N",
                        help="also measure RSS per connection with N idle connections")
     bench.add_argument("--uvloop", action="store_true",
@@ -161,21 +180,38 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
 
     cells: list[dict[str, Any]] = []
     idle: list[dict[str, Any]] = []
-    total = len(clients) * len(chosen) + (len(chosen) if args.idle else 0)
+    servers = [target for target in chosen if not target.is_baseline]
+    slow = servers if args.slow_stdout else []
+    total = (len(clients) * len(chosen) + len(slow) + (len(chosen) if args.idle else 0))
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="guessgame-bench-") as directory:
-        path = bench_config(settings, max([*clients, args.idle or 0]), directory)
+        path = bench_config(settings, max([*clients, args.idle or 0, args.slow_stdout]),
+                            directory)
         progress(f"bench: {len(chosen)} servers x {len(clients)} client counts, "
                  f"{args.warmup:g} s warm-up + {args.duration:g} s window each")
         # Client counts outside, servers inside: the cells compared with each other run
         # close together in time, so drift in the machine's load affects them alike.
         for count in clients:
+            arrival = args.arrival or ("burst" if count >= BURST_FROM else "start-line")
             for target in chosen:
-                progress(f"[{len(cells) + len(idle) + 1}/{total}] {target.name} C={count} ...")
+                progress(f"[{len(cells) + len(idle) + 1}/{total}] {target.name} C={count} "
+                         f"{arrival} ...")
                 cell = _guarded(target, count, functools.partial(
-                    runner.measure, target, count, args.warmup, args.duration, path))
+                    runner.measure, target, count, args.warmup, args.duration, path,
+                    arrival, args.settle))
                 cells.append(cell)
                 progress("    " + summary(cell))
+        for target in slow:
+            count = args.slow_stdout
+            arrival = args.arrival or ("burst" if count >= BURST_FROM else "start-line")
+            progress(f"[{len(cells) + len(idle) + 1}/{total}] {target.name} C={count} "
+                     f"{arrival}, slow stdout ...")
+            cell = _guarded(target, count, functools.partial(
+                runner.measure, target, count, args.warmup, args.duration, path, arrival,
+                0.0, True))
+            cell["stage"] += SLOW_SUFFIX
+            cells.append(cell)
+            progress("    " + summary(cell))
         for target in chosen if args.idle else []:
             progress(f"[{len(cells) + len(idle) + 1}/{total}] {target.name} "
                      f"{args.idle} idle connections ...")
@@ -186,6 +222,7 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
             progress(f"    {per / 1024:.1f} kB per connection" if per else
                      f"    failed: {row.get('failures')}")
     report.add_ratios(cells)
+    # Not the slow-stdout cells: their stage names are not stages.
     layers_of = {t.name: t.layers for t in chosen if t.layers is not None and not t.uvloop}
     every = Layers(True, True, True, True)
     all_async = next((n for n, got in layers_of.items() if got == every), "all-async")
@@ -197,7 +234,10 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
                 "cells": cells, "idle": idle, "targets": checks,
                 "stages": {name: list(layers.names) for name, layers in layers_of.items()}}
     if cells:
-        print(report.table(cells))
+        print(report.table([cell for cell in cells if not cell.get("slow_stdout")]))
+    if slow:
+        print()
+        print(report.slow_stdout_table([cell for cell in cells if cell.get("slow_stdout")]))
     if idle:
         print()
         print(report.idle_table(idle))
@@ -228,7 +268,11 @@ def summary(cell: dict[str, Any]) -> str:
             f"p99 {cell['p99_ms']:.2f} ms, {cpu or 0:.1f} µs CPU/round, "
             f"{(cell.get('peak_rss_bytes') or 0) / 2**20:.0f} MB, "
             f"{cell.get('peak_threads')} threads, loadgen {cell['loadgen_cpu_share']:.0%}, "
-            f"all in play after {cell.get('admit_s', 0):.1f} s")
+            f"first reply p50/p99/max {cell.get('first_reply_p50_ms', 0):.0f}/"
+            f"{cell.get('first_reply_p99_ms', 0):.0f}/{cell.get('first_reply_max_ms', 0):.0f} ms, "
+            f"{cell.get('threads_after', '-')} threads after")
+    if cell.get("slow_stdout"):
+        text += f", {cell.get('reports_dropped')} reports dropped, stop {cell['stop_s']:.1f} s"
     if cell.get("failed") or cell.get("stalled"):
         text += f", {cell['failed']} failed, {cell['stalled']} stalled {cell.get('failures')}"
     return text

@@ -10,6 +10,11 @@ reports CORRECT, so the game never ends; it starts a fresh game every
 `ROUNDS_PER_GAME` rounds so that the server's per-game memory stays small.
 
 Throughput mode: connect, warm up, measure a window, print one JSON line on stdout.
+Two ways to arrive (`--arrival`): `start-line` has every client play one round and wait
+until all of them have had a reply, so the window measures a full house; `burst` has
+every client connect at once and play at once, as real clients do, so the server must
+admit newcomers while the ones already admitted keep it busy. Either way each client's
+time to first reply (from its connect() to its first answer) is reported.
 Idle mode (`--idle N`): open N connections that each play one round, print
 `ready <json>`, hold them until a line (or EOF) arrives on stdin, then close.
 The server's CPU time is read from /proc by this process at the window's edges, so
@@ -22,6 +27,7 @@ import argparse
 import asyncio
 import importlib
 import json
+import math
 import os
 import resource
 import sys
@@ -39,6 +45,8 @@ STALL_SECONDS = 2.0
 """A client still waiting this long for a reply when the window ends is stalled."""
 HOLD_TIMEOUT = 300.0
 """In idle mode, give up holding the connections after this long without a word."""
+
+ARRIVALS = ("start-line", "burst")
 
 PARAMS = f"PARAMS {RANGE[0]} {RANGE[1]}\n".encode()
 FIRST = PARAMS + b"NUMBER\n"
@@ -58,6 +66,7 @@ class Run:
     answered: int = 0
     everyone_answered: asyncio.Event = field(default_factory=asyncio.Event)
     expected: int = 0
+    first_replies: list[float] = field(default_factory=list)
 
 
 class Client(asyncio.Protocol):
@@ -68,6 +77,7 @@ class Client(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buffer = b""
         self.sent_at = 0.0
+        self.connect_at = 0.0
         self.rounds = 0
         self.window_rounds = 0
         self.hold = False  # idle mode: play one round, then stay silent
@@ -100,6 +110,7 @@ class Client(asyncio.Protocol):
             self.window_rounds += 1
             run.latencies.append(now - self.sent_at)
         if self.rounds == 1:
+            run.first_replies.append(now - self.connect_at)
             run.answered += 1
             if run.answered == run.expected:
                 run.everyone_answered.set()
@@ -161,6 +172,7 @@ async def connect_all(host: str, port: int, count: int, run: Run,
         client = Client(run)
         client.hold = hold
         async with gate:
+            client.connect_at = time.perf_counter()
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT):
                     await loop.create_connection(lambda: client, host, port)
@@ -185,22 +197,28 @@ async def close_all(clients: list[Client], run: Run) -> None:
 
 
 async def throughput(args: argparse.Namespace) -> dict[str, Any]:
-    run = Run()
+    run = Run(holding=args.arrival == "start-line")
     begun = time.perf_counter()
     clients = await connect_all(args.host, args.port, args.clients, run)
-    # Every client plays its first round, then waits at the start line: a server that
-    # admits new connections slowly while others keep it busy would otherwise never
-    # have them all in play. How long admitting them took is reported on its own.
-    try:
-        async with asyncio.timeout(CONNECT_TIMEOUT):
-            await run.everyone_answered.wait()
-    except TimeoutError:
-        pass  # the ones that never answered are counted as stalled below
-    admitted = time.perf_counter() - begun
-    run.holding = False
-    for client in clients:
-        client.go()
-    await asyncio.sleep(args.warmup)
+    if run.holding:
+        # Every client plays its first round, then waits at the start line, so that the
+        # window measures every client in play. How long admitting them took is
+        # reported on its own.
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                await run.everyone_answered.wait()
+        except TimeoutError:
+            pass  # the ones that never answered are counted as stalled below
+        admitted = time.perf_counter() - begun
+        run.holding = False
+        for client in clients:
+            client.go()
+        await asyncio.sleep(args.warmup)
+    else:
+        # A burst: nobody waits for anybody. The warm-up starts with the first connect,
+        # so newcomers still being admitted compete with those already playing.
+        await asyncio.sleep(max(0.0, args.warmup - (time.perf_counter() - begun)))
+        admitted = time.perf_counter() - begun if run.everyone_answered.is_set() else math.nan
     started, cpu, server = time.perf_counter(), time.process_time(), server_cpu(args.server_pid)
     run.measuring = True
     await asyncio.sleep(args.duration)
@@ -210,11 +228,18 @@ async def throughput(args: argparse.Namespace) -> dict[str, Any]:
     wall = ended - started
     rounds = sum(client.window_rounds for client in clients)
     stalled = sum(client.stalled(ended) for client in clients)
+    unanswered = sum(client.rounds == 0 and not client.failed for client in clients)
     await close_all(clients, run)
     latencies = sorted(run.latencies)
+    first = sorted(run.first_replies)
     return {
         "clients": args.clients,
+        "arrival": args.arrival,
         "connected": len(clients),
+        "first_reply_p50_ms": percentile(first, 0.50) * 1e3,
+        "first_reply_p99_ms": percentile(first, 0.99) * 1e3,
+        "first_reply_max_ms": first[-1] * 1e3 if first else float("nan"),
+        "unanswered": unanswered,
         "admit_s": admitted,
         "admitted": run.answered,
         "window_s": wall,
@@ -225,7 +250,7 @@ async def throughput(args: argparse.Namespace) -> dict[str, Any]:
         "server_cpu_s": server,
         "server_cpu_us_per_round": server / rounds * 1e6 if rounds else None,
         "loadgen_cpu_share": cpu / wall,
-        "failed": len(run.failures),
+        "failed": len(run.failures) + unanswered,
         "stalled": stalled,
         "failures": sorted(set(run.failures))[:5],
     }
@@ -290,6 +315,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=1)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--arrival", choices=ARRIVALS, default="start-line")
     parser.add_argument("--idle", type=int, help="hold this many idle connections instead")
     return parser.parse_args(argv)
 

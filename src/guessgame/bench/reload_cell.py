@@ -33,9 +33,9 @@ DRAIN_TIMEOUT = 30.0
 class ReloadTarget(Target):
     """A server at the stage its config names, so that SIGHUP can move it."""
 
-    def command(self, config: str) -> list[str]:
+    def command(self, config: str, reports: bool = False) -> list[str]:
         return [sys.executable, "-m", "guessgame", "serve", "--host", "127.0.0.1", "--port",
-                "0", "--config", config, "--no-reports"]
+                "0", "--config", config, *([] if reports else ["--no-reports"])]
 
 
 def stage_path(stages: list[str]) -> list[str]:

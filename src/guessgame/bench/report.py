@@ -18,6 +18,7 @@ ASYNC_VS_STREAMS = 1.25
 THREADS_VS_THREADS = 1.25
 MIXED_VS_THREADS = 3.0
 IDLE_BYTES_PER_CONNECTION = 8 * 1024
+FIRST_REPLY_LIMIT_MS = 2000.0
 
 
 def machine() -> dict[str, Any]:
@@ -53,20 +54,39 @@ def _num(value: Any, digits: int = 1) -> str:
 
 def table(cells: Iterable[dict[str, Any]]) -> str:
     """A markdown table, one row per stage and client count."""
-    head = ("stage", "clients", "rounds/s", "p50 ms", "p99 ms", "CPU µs/round", "x threads",
-            "x streams", "peak RSS MB", "peak threads", "failed", "stalled", "loadgen CPU",
-            "admit s")
+    head = ("stage", "clients", "arrival", "rounds/s", "p50 ms", "p99 ms", "first reply p50 ms",
+            "first reply p99 ms", "first reply max ms", "CPU µs/round", "x threads",
+            "x streams", "peak RSS MB", "peak threads", "threads after", "failed", "stalled",
+            "loadgen CPU")
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for cell in cells:
         rss = cell.get("peak_rss_bytes")
         share = cell.get("loadgen_cpu_share")
-        row = (cell["stage"], _num(cell["clients"]), _num(cell.get("rounds_per_s"), 0),
-               _num(cell.get("p50_ms"), 2), _num(cell.get("p99_ms"), 2),
+        row = (cell["stage"], _num(cell["clients"]), cell.get("arrival", "-"),
+               _num(cell.get("rounds_per_s"), 0), _num(cell.get("p50_ms"), 2),
+               _num(cell.get("p99_ms"), 2), _num(cell.get("first_reply_p50_ms"), 0),
+               _num(cell.get("first_reply_p99_ms"), 0), _num(cell.get("first_reply_max_ms"), 0),
                _num(cell.get("server_cpu_us_per_round")), _num(cell.get("x_threads"), 2),
                _num(cell.get("x_streams"), 2), _num(rss / 2**20 if rss else None),
-               _num(cell.get("peak_threads")), _num(cell.get("failed")),
-               _num(cell.get("stalled")), "-" if share is None else f"{share:.0%}",
-               _num(cell.get("admit_s"), 1))
+               _num(cell.get("peak_threads")), _num(cell.get("threads_after")),
+               _num(cell.get("failed")), _num(cell.get("stalled")),
+               "-" if share is None else f"{share:.0%}")
+        rows.append("| " + " | ".join(row) + " |")
+    return "\n".join(rows)
+
+
+def slow_stdout_table(cells: Iterable[dict[str, Any]]) -> str:
+    """The cells whose server printed its transcript to a pipe read at 40 kB/s."""
+    head = ("stage", "clients", "rounds/s", "p99 ms", "first reply max ms", "peak RSS MB",
+            "reports dropped", "failed", "stop s", "exit")
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for cell in cells:
+        rss = cell.get("peak_rss_bytes")
+        row = (cell["stage"], _num(cell["clients"]), _num(cell.get("rounds_per_s"), 0),
+               _num(cell.get("p99_ms"), 2), _num(cell.get("first_reply_max_ms"), 0),
+               _num(rss / 2**20 if rss else None), _num(cell.get("reports_dropped")),
+               _num(cell.get("failed")), _num(cell.get("stop_s"), 2),
+               _num(cell.get("server_exit")))
         rows.append("| " + " | ".join(row) + " |")
     return "\n".join(rows)
 
@@ -99,12 +119,31 @@ def check_targets(cells: list[dict[str, Any]], idle: list[dict[str, Any]],
                        "detail": "; ".join(missed) if missed else
                        "; ".join(f"{where}: {value}" for where, value, _ in values)})
 
-    stages = sorted({cell["stage"] for cell in cells if not cell["stage"].startswith("baseline")})
+    stages = sorted({cell["stage"] for cell in cells if not cell["stage"].startswith("baseline")
+                     and not cell.get("slow_stdout")})
+    # A stage's idle level: the threads it keeps after its one-client cell.
+    idle_threads = {stage: min(cell["threads_after"] for cell in cells
+                               if cell["stage"] == stage and cell.get("threads_after"))
+                    for stage in stages
+                    if any(c["stage"] == stage and c.get("threads_after") for c in cells)}
     check("0 failed or stalled clients at 1000 clients, every stage",
           [(stage, f"{by[stage, 1000].get('failed')} failed, {by[stage, 1000].get('stalled')} "
                    "stalled", by[stage, 1000].get("failed") == 0
                    and by[stage, 1000].get("stalled") == 0)
            for stage in stages if (stage, 1000) in by])
+    check(f"every client's first reply within {FIRST_REPLY_LIMIT_MS / 1000:g} s at 1000 "
+          "burst arrivals, every stage",
+          [(stage, f"max {by[stage, 1000].get('first_reply_max_ms', math.nan):,.0f} ms, "
+                   f"{by[stage, 1000].get('failed')} failed",
+            by[stage, 1000].get("failed") == 0
+            and by[stage, 1000].get("first_reply_max_ms", math.inf) < FIRST_REPLY_LIMIT_MS)
+           for stage in stages
+           if (stage, 1000) in by and by[stage, 1000].get("arrival") == "burst"])
+    check("threads back to the idle level after the window, every stage",
+          [(f"{stage} C={c}", f"{cell['threads_after']} threads",
+            cell["threads_after"] <= idle_threads.get(stage, cell["threads_after"]))
+           for (stage, c), cell in by.items()
+           if stage in stages and cell.get("threads_after") is not None])
     check(f"all-async <= {ASYNC_VS_STREAMS}x streams baseline CPU/round at C=100, 1000",
           [(f"C={c}", f"{by[all_async, c]['x_streams']:.2f}x",
             by[all_async, c]["x_streams"] <= ASYNC_VS_STREAMS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import selectors
 import signal
 import subprocess
@@ -29,6 +30,11 @@ STOP_TIMEOUT = 60.0
 SAMPLE_EVERY = 0.05
 IDLE_SETTLE = 0.5
 """Seconds to let the server's memory settle before reading it."""
+SLOW_READ_BYTES = 4096
+SLOW_READ_EVERY = 0.1
+"""The slow stdout reader takes 4 kB every 0.1 s: 40 kB/s, a tenth of what a busy
+server prints, like a log shipper that has fallen behind."""
+DROPPED = re.compile(r"(\d+) reports dropped")
 
 
 @dataclass(frozen=True)
@@ -44,7 +50,7 @@ class Target:
     def is_baseline(self) -> bool:
         return self.baseline is not None
 
-    def command(self, config: str) -> list[str]:
+    def command(self, config: str, reports: bool = False) -> list[str]:
         if self.baseline is not None:
             return [sys.executable, "-m", "guessgame.bench.baselines", self.baseline,
                     "--host", "127.0.0.1", "--port", "0"]
@@ -53,7 +59,8 @@ class Target:
         if self.uvloop:  # the same config, with `uvloop = true`
             config = uvloop_config(config)
         return [sys.executable, "-m", "guessgame", "serve", "--host", "127.0.0.1", "--port",
-                "0", "--async", layers, "--config", config, "--no-reports", "-q"]
+                "0", "--async", layers, "--config", config, "-q",
+                *([] if reports else ["--no-reports"])]
 
 
 def uvloop_config(config: str) -> str:
@@ -81,10 +88,11 @@ def read_status(pid: int) -> dict[str, int]:
 class Server:
     """A server process, watched for its peak RSS and thread count while it runs."""
 
-    def __init__(self, target: Target, config: str) -> None:
+    def __init__(self, target: Target, config: str, slow_stdout: bool = False) -> None:
         self.target = target
         self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
-        self.process = subprocess.Popen(target.command(config), stdin=subprocess.DEVNULL,
+        self.process = subprocess.Popen(target.command(config, reports=slow_stdout),
+                                        stdin=subprocess.DEVNULL,
                                         stdout=subprocess.PIPE, stderr=self._stderr)
         self.pid = self.process.pid
         self.peak_threads = 0
@@ -92,6 +100,18 @@ class Server:
         self._sampler = threading.Thread(target=self._sample, name="bench-sampler")
         self.port = self._wait_listening()
         self._sampler.start()
+        self._reader: threading.Thread | None = None
+        if slow_stdout:
+            self._reader = threading.Thread(target=self._read_slowly, name="bench-slow-reader")
+            self._reader.start()
+
+    def _read_slowly(self) -> None:
+        assert self.process.stdout is not None
+        fd = self.process.stdout.fileno()
+        while not self._stop_sampling.wait(SLOW_READ_EVERY):
+            with contextlib.suppress(OSError):
+                if not os.read(fd, SLOW_READ_BYTES):
+                    return
 
     def _wait_listening(self) -> int:
         assert self.process.stdout is not None
@@ -120,6 +140,8 @@ class Server:
         self._stop_sampling.set()
         if self._sampler.is_alive():
             self._sampler.join()
+        if self._reader is not None:
+            self._reader.join()
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
@@ -135,6 +157,9 @@ class Server:
         self._stop_sampling.set()
         self.process.kill()
         self.process.wait()
+        if getattr(self, "_reader", None) is not None:
+            assert self._reader is not None
+            self._reader.join()
 
     def errors(self) -> str:
         self._stderr.seek(0)
@@ -161,8 +186,8 @@ class Server:
 
 
 @contextlib.contextmanager
-def running(target: Target, config: str) -> Iterator[Server]:
-    server = Server(target, config)
+def running(target: Target, config: str, slow_stdout: bool = False) -> Iterator[Server]:
+    server = Server(target, config, slow_stdout)
     try:
         yield server
     finally:
@@ -175,21 +200,31 @@ def loadgen_command(server: Server, *options: str) -> list[str]:
 
 
 def stopped(server: Server, result: dict[str, Any]) -> dict[str, Any]:
-    """Stop the server and add how it went to the result."""
+    """Stop the server and add how it went to the result: its exit code and how long
+    stopping took, reports it dropped, and any other line on its stderr."""
+    started = time.monotonic()
     code = server.stop()
-    errors = server.errors()
+    result["stop_s"] = time.monotonic() - started
+    lines = server.errors().splitlines()
+    drops = [int(found.group(1)) for line in lines if (found := DROPPED.search(line))]
     result["server_exit"] = code
-    result["server_errors"] = errors.splitlines()[-5:] if errors else []
+    result["reports_dropped"] = sum(drops)
+    result["server_errors"] = [line for line in lines if not DROPPED.search(line)][-5:]
     return result
 
 
-def measure(target: Target, clients: int, warmup: float, duration: float,
-            config: str) -> dict[str, Any]:
-    """Rounds/s, latency, server CPU per round, peak RSS and threads at one client count."""
-    with running(target, config) as server:
+def measure(target: Target, clients: int, warmup: float, duration: float, config: str,
+            arrival: str = "start-line", settle: float = 0.0,
+            slow_stdout: bool = False) -> dict[str, Any]:
+    """Rounds/s, latency, time to first reply, server CPU per round, peak RSS and threads
+    at one client count; then, `settle` seconds after the window, the threads left.
+
+    With `slow_stdout` the server prints its transcript to a pipe read at 40 kB/s.
+    """
+    with running(target, config, slow_stdout) as server:
         deadline = warmup + duration + 3 * 20.0 + 10.0  # connects, warm-up, window, margins
         command = loadgen_command(server, "--clients", str(clients), "--warmup", str(warmup),
-                                  "--duration", str(duration))
+                                  "--duration", str(duration), "--arrival", arrival)
         try:
             done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True,
                                   timeout=deadline, check=False)
@@ -201,6 +236,11 @@ def measure(target: Target, clients: int, warmup: float, duration: float,
         status = server.status()
         result["peak_rss_bytes"] = status.get("VmHWM")
         result["peak_threads"] = max(server.peak_threads, status.get("Threads", 0))
+        result["slow_stdout"] = slow_stdout
+        if settle:  # every client has gone: what the server keeps when idle again
+            time.sleep(settle)
+            result["threads_after"] = server.status().get("Threads")
+            result["settle_s"] = settle
         return stopped(server, {"stage": target.name, **result})
 
 

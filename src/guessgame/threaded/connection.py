@@ -36,10 +36,7 @@ class Connection:
             timeval = struct.pack("ll", int(idle_timeout), int(idle_timeout % 1 * 1_000_000))
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
-        # Each round is a few small writes; without this, Nagle's algorithm holds one
-        # back for the peer's delayed ACK. asyncio transports set it themselves.
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        netutil.no_delay(sock)  # each round is a few small writes
         self._sock = sock
         self._file = sock.makefile("rb")
         self._limit = max_line_bytes

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 
 from guessgame import netutil, trace
-from guessgame.serving import ACCEPT_RETRY_DELAY, Sessions
+from guessgame.serving import ACCEPT_BATCH, ACCEPT_RETRY_DELAY, Sessions
 
 log = logging.getLogger("guessgame.server")
 
@@ -32,6 +32,7 @@ class Server:
         self._sessions = Sessions(max_connections, numbers)
         self._threads: set[threading.Thread] = set()
         self._threads_lock = threading.Lock()
+        self._stopping = False
         self._wake_reader, self._wake_writer = socket.socketpair()
         self._acceptor: threading.Thread | None = None
         self.address = netutil.address(listener.getsockname())
@@ -48,10 +49,10 @@ class Server:
 
     def stop(self) -> None:
         """Stop accepting, wake every session, and join every thread this server started."""
+        self._stopping = True
         self._wake_writer.send(b"x")
         if self._acceptor is not None:
             self._acceptor.join()
-        self._listener.close()
         self._wake_reader.close()
         self._wake_writer.close()
         self._sessions.abort_all()
@@ -59,6 +60,7 @@ class Server:
             threads = list(self._threads)
         for thread in threads:
             thread.join()
+        self._listener.close()
 
     def hand_over_listener(self) -> socket.socket:
         """Stop accepting and return the listener for another server to accept on.
@@ -68,6 +70,7 @@ class Server:
         waiting in the backlog stay there for the next server: the acceptor stops
         between two accept() calls, never inside one.
         """
+        self._stopping = True
         self._wake_writer.send(b"x")
         if self._acceptor is not None:
             self._acceptor.join()
@@ -93,23 +96,33 @@ class Server:
                         return
                     # After a failed accept (out of descriptors, say) the listener
                     # stays readable: wait, for a stop at most, rather than spin.
-                    if not self._accept_one() and self._stopped_within(ACCEPT_RETRY_DELAY):
+                    if self._accept_batch() < 0 and self._stopped_within(ACCEPT_RETRY_DELAY):
                         return
 
     def _stopped_within(self, seconds: float) -> bool:
         ready, _, _ = select.select([self._wake_reader], [], [], seconds)
         return bool(ready)
 
-    def _accept_one(self) -> bool:
-        """Accept one peer; False if accepting failed and should be retried later."""
-        try:
-            sock, sockaddr = self._listener.accept()
-        except BlockingIOError:  # the peer gave up between select() and accept()
-            return True
-        except OSError as error:
-            log.warning("accept failed: %s", error.strerror)
-            return False
-        peer = netutil.address(sockaddr)
+    def _accept_batch(self, limit: int = ACCEPT_BATCH) -> int:
+        """Accept up to `limit` waiting peers; how many, or -1 if accept() failed."""
+        for taken in range(limit):
+            if self._stopping:
+                return taken
+            try:
+                sock, sockaddr = self._listener.accept()
+            except BlockingIOError:  # nobody else waiting
+                return taken
+            except OSError as error:
+                if self._stopping:  # the listener was shut down under us
+                    return taken
+                log.warning("accept failed: %s", error.strerror)
+                return -1
+            if not self._admit(sock, netutil.address(sockaddr)):
+                return -1
+        return limit
+
+    def _admit(self, sock: socket.socket, peer: str) -> bool:
+        """Start the peer's session thread; False if no thread could be started."""
         session_id = self._sessions.admit(sock, peer)
         if session_id is None:
             return True
