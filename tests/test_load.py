@@ -146,10 +146,7 @@ def test_a_stdout_nobody_reads_blocks_no_game_and_no_stop(layers: Layers) -> Non
             eventually(drops_logged, "the warning that reports are being dropped")
             with Peer(port) as newcomer:
                 assert newcomer.probe() == ["1"]
-            started = time.monotonic()
-            server.send_signal(signum)
-            code = server.wait(timeout=SHUTDOWN_LIMIT + 1)
-            took = time.monotonic() - started
+            code, took = stop_and_time(server, signum)
         finally:
             if server.poll() is None:  # only after a failed assertion: do not leave it
                 server.kill()
@@ -161,6 +158,14 @@ def test_a_stdout_nobody_reads_blocks_no_game_and_no_stop(layers: Layers) -> Non
     assert code == 0, err
     assert took < SHUTDOWN_LIMIT, f"stopping took {took:.2f} s"
     assert "Traceback" not in err, err
+
+
+def stop_and_time(server: subprocess.Popen[bytes], signum: int) -> tuple[int, float]:
+    """Send `signum`; the exit code, and how long the server took to exit."""
+    started = time.monotonic()
+    server.send_signal(signum)
+    code = server.wait(timeout=SHUTDOWN_LIMIT + 1)
+    return code, time.monotonic() - started
 
 
 # --- a stderr nobody reads either ----------------------------------------------------
@@ -187,10 +192,7 @@ def test_a_stderr_nobody_reads_stops_no_loop(async_layers: str) -> None:
                 assert passerby.probe() == ["1"]
         with Peer(port) as newcomer:
             assert newcomer.probe() == ["1"]
-        started = time.monotonic()
-        server.send_signal(signal.SIGTERM)
-        code = server.wait(timeout=SHUTDOWN_LIMIT + 1)
-        took = time.monotonic() - started
+        code, took = stop_and_time(server, signal.SIGTERM)
     finally:
         if server.poll() is None:  # only after a failed assertion: do not leave it
             server.kill()
