@@ -7,8 +7,8 @@ Each crossing is named by its direction:
 - `await Bridge.run_in_thread(fn, ...)`: a coroutine runs blocking code in a worker
   thread (loop.run_in_executor).
 
-Streams of items cross in queues no loop ever waits on: lines in adapters.py, reports
-in reports.py.
+Streams of items cross in queues: lines in janus queues (adapters.py), reports in a
+bounded SimpleQueue whose producers never wait (reports.py).
 
 Misuse fails with a sentence instead of a hang: waiting on the loop from the loop's own
 thread, or on a loop that is closed or stopped, raises BridgeError. A call still waiting

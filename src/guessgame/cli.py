@@ -76,8 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Serve games. The first line of stdout is "
                                             "`listening on HOST:PORT`. SIGHUP reads the "
                                             "config again and moves the running server to "
-                                            "its stage; SIGUSR2 prints each flavour's "
-                                            "sessions, errors and reply latency on stderr.")
+                                            "its stage; SIGUSR1 prints who waits on whom, "
+                                            "SIGUSR2 each flavour's sessions, errors and "
+                                            "reply latency, on stderr.")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=0, help="port to listen on; 0 picks a free one")
     serve.add_argument("--seed", type=int,

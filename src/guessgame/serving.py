@@ -32,16 +32,12 @@ class Sessions:
         self._lock = threading.Lock()
         self._open: dict[str, socket.socket] = {}
         self._numbers = itertools.count(1) if numbers is None else numbers
-        self._closed = False
         self._refusal = protocol.encode(protocol.error_line(protocol.TooManyConnections(limit)))
 
     def admit(self, sock: socket.socket, peer: str) -> str | None:
         """A new session id for `sock`; or None when the server is full, in which case
         the peer has been told so and its socket closed."""
         with self._lock:
-            if self._closed:  # admitted as the server stopped: nobody would wake it
-                sock.close()
-                return None
             if len(self._open) < self.limit:
                 session_id = f"s{next(self._numbers)}"
                 self._open[session_id] = sock
@@ -56,10 +52,8 @@ class Sessions:
             self._open.pop(session_id, None)
 
     def abort_all(self) -> None:
-        """Wake every session parked on its socket, so that it ends and can be joined;
-        refuse any peer admitted from now on."""
+        """Wake every session parked on its socket, so that it ends and can be joined."""
         with self._lock:
-            self._closed = True
             sockets = list(self._open.values())
         for sock in sockets:
             netutil.abort(sock)

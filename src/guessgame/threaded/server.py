@@ -53,6 +53,7 @@ class Server:
         self._wake_writer.send(b"x")
         if self._acceptor is not None:
             self._acceptor.join()
+        self._listener.close()
         self._wake_reader.close()
         self._wake_writer.close()
         self._sessions.abort_all()
@@ -60,7 +61,6 @@ class Server:
             threads = list(self._threads)
         for thread in threads:
             thread.join()
-        self._listener.close()
 
     def hand_over_listener(self) -> socket.socket:
         """Stop accepting and return the listener for another server to accept on.
@@ -103,23 +103,21 @@ class Server:
         ready, _, _ = select.select([self._wake_reader], [], [], seconds)
         return bool(ready)
 
-    def _accept_batch(self, limit: int = ACCEPT_BATCH) -> int:
-        """Accept up to `limit` waiting peers; how many, or -1 if accept() failed."""
-        for taken in range(limit):
-            if self._stopping:
+    def _accept_batch(self) -> int:
+        """Accept up to ACCEPT_BATCH waiting peers; how many, or -1 if accept() failed."""
+        for taken in range(ACCEPT_BATCH):
+            if self._stopping:  # a stop or a hand-over: leave the rest in the backlog
                 return taken
             try:
                 sock, sockaddr = self._listener.accept()
             except BlockingIOError:  # nobody else waiting
                 return taken
             except OSError as error:
-                if self._stopping:  # the listener was shut down under us
-                    return taken
                 log.warning("accept failed: %s", error.strerror)
                 return -1
             if not self._admit(sock, netutil.address(sockaddr)):
                 return -1
-        return limit
+        return ACCEPT_BATCH
 
     def _admit(self, sock: socket.socket, peer: str) -> bool:
         """Start the peer's session thread; False if no thread could be started."""
