@@ -24,8 +24,13 @@ NEVER_ON_STDERR = ("Traceback", "Task was destroyed", "Exception ignored", "Reso
 
 
 def config_text(stage: str, rollout: str | None = None) -> str:
-    """The repository's config at `stage`, with `rollout = {...}` beside it if given."""
+    """The repository's config at `stage`, with `rollout = {...}` beside it if given.
+
+    Idle worker threads, the threaded server's session threads among them, retire after
+    0.5 s instead of 10, so that a test sees a drained server back at a fresh start's
+    shape within its wait."""
     text = re.sub(r'^stage = ".*"$', f'stage = "{stage}"', CONFIG.read_text(), flags=re.M)
+    text = re.sub(r"^worker_idle_timeout = \S+", "worker_idle_timeout = 0.5", text, flags=re.M)
     if rollout is not None:
         text = text.replace("[guessgame]\n", f"[guessgame]\nrollout = {rollout}\n", 1)
     return text

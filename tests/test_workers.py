@@ -29,7 +29,9 @@ def test_a_burst_runs_at_once_then_every_worker_retires() -> None:
 
     futures = [pool.submit(parked) for _ in range(burst)]
     started.wait()
-    assert pool.threads == burst
+    # Growing, the pool keeps one spare worker on its way, so that the next call does
+    # not have to start one itself (see workers.py).
+    assert burst <= pool.threads <= burst + 1
     release.set()
     names = {future.result(WAIT) for future in futures}
     assert len(names) == burst

@@ -7,10 +7,11 @@ tells which bridge appears at which stage.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import socket
 
-from guessgame import adapters, netutil, trace
+from guessgame import adapters, trace
 from guessgame.aio import client as aio_client
 from guessgame.aio import connection as aio_connection
 from guessgame.aio import session as aio_session
@@ -75,9 +76,11 @@ class System:
         if self.layers.session:
             await self._async_session(sock, session_id)
         else:
+            # The worker takes the task's name, `session <peer>`: asking the socket for
+            # its peer would be one more system call on the loop for every arrival.
             await self.bridge.run_in_thread(
                 "session", self._blocking_session, sock, session_id,
-                thread_name=f"session {netutil.peer_of(sock)}",
+                thread_name=_task_name(),
             )
 
     def _blocking_session(self, sock: socket.socket, session_id: str) -> None:
@@ -157,3 +160,8 @@ class System:
             return [await client.play(game) for game in games]
         finally:
             await connection.close()
+
+
+def _task_name() -> str:
+    task = asyncio.current_task()
+    return "session" if task is None else task.get_name()

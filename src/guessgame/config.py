@@ -104,6 +104,10 @@ class Settings:
     debug: bool = False
     uvloop: bool = False
     stall_report: float = 5.0
+    switch_interval: float = 0.001
+    """Seconds `serve` lets a thread hold the GIL while another waits for it; see
+    docs/performance.md. CPython's default, 5 ms, made each accept() of a threaded
+    acceptor wait up to that long behind the sessions it had already admitted."""
     stages: dict[str, Layers] = field(default_factory=dict)
     rollout: dict[str, float] = field(default_factory=dict)
     """Layer -> fraction of new connections on which it runs async, overriding the
@@ -185,6 +189,7 @@ _NUMBERS: Final = {
     "max_connections": int,
     "worker_idle_timeout": float,
     "stall_report": float,
+    "switch_interval": float,
 }
 _FLAGS: Final = ("trace", "debug", "uvloop")
 
@@ -203,8 +208,9 @@ def _settings_from(table: dict[str, Any], path: Path) -> dict[str, Any]:
             if not isinstance(table[key], bool):
                 raise ConfigError(f"{path}: {key} must be true or false, got {table[key]!r}")
             values[key] = table[key]
-    if values.get("stall_report", 1.0) <= 0:
-        raise ConfigError(f"{path}: stall_report must be a positive number of seconds")
+    for key in ("stall_report", "switch_interval"):
+        if values.get(key, 1.0) <= 0:
+            raise ConfigError(f"{path}: {key} must be a positive number of seconds")
     if values.get("max_line_bytes", MAX_LINE_BYTES) < 16:
         raise ConfigError(f"{path}: max_line_bytes must be at least 16")
     if "rollout" in table:

@@ -129,7 +129,8 @@ class ServerHost:
         reports = None if self._write is None else Reports(self._write)
         serve = self._per_connection(reports).serve_in_thread
         server = threaded_server.Server(self._take_listener(), serve,
-                                        self.settings.max_connections, self._numbers)
+                                        self.settings.max_connections, self._numbers,
+                                        self.settings.worker_idle_timeout)
         # Start threads only once nothing else can fail, so a failed start leaks none.
         self._reports, self._threaded = reports, server
         if reports is not None:

@@ -181,6 +181,8 @@ class LiveServer:
 
     def _host(self, settings: Settings, listener: socket.socket,
               bridge: Bridge | None) -> ServerHost:
+        # The process is this server's alone, so its threads take turns at its pace.
+        sys.setswitchinterval(settings.switch_interval)
         return ServerHost(settings, bridge, seed=self._seed, write=self._write, listener=listener,
                           numbers=self._numbers, stats=self.stats)
 

@@ -1,4 +1,4 @@
-"""Worker threads for blocking calls made from the loop, which go away when idle.
+"""Worker threads for blocking calls, started in parallel and gone when idle.
 
 `concurrent.futures.ThreadPoolExecutor` never shrinks: after a burst of 300 parked
 reads it keeps 300 threads for the life of the process. `WorkerPool` is an Executor
@@ -9,6 +9,15 @@ reads it keeps 300 threads for the life of the process. `WorkerPool` is an Execu
   stay warm and the surplus ages out;
 - a job never waits behind another job while fewer than `max_workers` threads run,
   so a read parked by one connection never queues another connection's.
+
+Starting a thread is slow under load: `Thread.start()` waits until the new thread has
+run, and the new thread waits for the GIL behind every thread that is busy, up to the
+switch interval, after which the starter waits for the GIL back. Done one after
+another by the caller, a burst of 1000 calls took seconds, and an event loop that
+submits stood still meanwhile. So the caller starts at most one worker, and only when
+none is on its way; each new worker, before taking a queued job, starts up to
+`FAN_OUT` more for the jobs no starting worker will take. Starts proceed in parallel
+and a burst of N calls is covered in about log2(N) rounds of starts.
 
 Past `max_workers`, jobs wait in a queue whose length the caller bounds: each
 connection has at most one call in flight, and the connection limit caps those.
@@ -29,6 +38,9 @@ T = TypeVar("T")
 IDLE_TIMEOUT: Final = 10.0
 """Seconds an idle worker waits for a job before it exits, as in trio and anyio."""
 
+FAN_OUT: Final = 2
+"""Workers a new worker starts, at most, for queued jobs that nobody is coming for."""
+
 _Job = tuple[concurrent.futures.Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 
@@ -42,7 +54,9 @@ class WorkerPool(concurrent.futures.Executor):
         self.max_workers = max_workers
         self.idle_timeout = idle_timeout
         self._lock = threading.Lock()
-        self._threads: set[threading.Thread] = set()
+        self._settled = threading.Condition(self._lock)  # notified as _starting falls
+        self._threads: set[threading.Thread] = set()  # running, busy or idle
+        self._starting = 0  # reserved and being started; each will take a queued job
         self._idle: list[_Worker] = []  # a stack: the most recently idle is reused first
         self._backlog: collections.deque[_Job] = collections.deque()
         self._numbers = itertools.count()
@@ -50,9 +64,9 @@ class WorkerPool(concurrent.futures.Executor):
 
     @property
     def threads(self) -> int:
-        """Workers alive now, busy or idle."""
+        """Workers alive or on their way, busy or idle."""
         with self._lock:
-            return len(self._threads)
+            return len(self._threads) + self._starting
 
     def submit(self, fn: Callable[..., T], /, *args: Any,
                **kwargs: Any) -> concurrent.futures.Future[T]:
@@ -63,10 +77,12 @@ class WorkerPool(concurrent.futures.Executor):
                 raise RuntimeError(f"worker pool {self.name} is shut down: no new calls")
             if self._idle:
                 self._idle.pop().hand(job)
-            elif len(self._threads) < self.max_workers:
-                self._start(job)
-            else:
-                self._backlog.append(job)
+                return future
+            self._backlog.append(job)
+            # A worker on its way takes this job, or starts one that will.
+            starts = 0 if self._starting else self._reserve(1)
+        if starts and not self._launch(starts) and self._withdraw(job):
+            raise RuntimeError(f"worker pool {self.name}: cannot start a thread")
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -80,6 +96,8 @@ class WorkerPool(concurrent.futures.Executor):
                 while self._backlog:
                     self._backlog.popleft()[0].cancel()
             idle, self._idle = self._idle, []
+            if wait:  # a worker still starting is not in _threads yet
+                self._settled.wait_for(lambda: not self._starting)
             threads = list(self._threads)
         for worker in idle:
             worker.hand(None)
@@ -87,25 +105,80 @@ class WorkerPool(concurrent.futures.Executor):
             for thread in threads:
                 thread.join()
 
+    # --- starting workers ----------------------------------------------------------
+
+    def _reserve(self, wanted: int) -> int:
+        """With the lock held: how many workers to start for queued jobs, counted as
+        starting. Never more than the jobs no starting worker will take."""
+        if self._shut:
+            return 0
+        uncovered = len(self._backlog) - self._starting
+        room = self.max_workers - len(self._threads) - self._starting
+        count = max(0, min(wanted, uncovered, room))
+        self._starting += count
+        return count
+
+    def _launch(self, count: int) -> bool:
+        """Start `count` reserved workers; False if the system refused a thread."""
+        for started in range(count):
+            worker = _Worker(self)
+            thread = threading.Thread(target=worker.run, name=f"{self.name}_{next(self._numbers)}")
+            try:
+                thread.start()
+            except RuntimeError:  # "can't start new thread": a process limit
+                with self._lock:
+                    self._starting -= count - started
+                    self._settled.notify_all()
+                return False
+        return True
+
+    def _withdraw(self, job: _Job) -> bool:
+        """Take back a job no worker could be started for; False if one took it."""
+        with self._lock:
+            if job in self._backlog:
+                self._backlog.remove(job)
+                return True
+            return False
+
     # --- the workers' side ---------------------------------------------------------
 
-    def _start(self, job: _Job) -> None:
-        worker = _Worker(self, job)
-        thread = threading.Thread(target=worker.run, name=f"{self.name}_{next(self._numbers)}")
-        self._threads.add(thread)
-        thread.start()
+    def _arrived(self, worker: _Worker) -> tuple[_Job | None, bool, int]:
+        """A new worker is running: list it, give it its first job as `_next_job`
+        does, and reserve the workers it should start before running that job."""
+        with self._lock:
+            self._starting -= 1
+            self._threads.add(threading.current_thread())
+            self._settled.notify_all()
+            job, idle = self._take(worker)
+            starts = self._reserve(FAN_OUT) or (self._spare() if job else 0)
+            return job, idle, starts
+
+    def _spare(self) -> int:
+        """With the lock held: 1 if the pool is growing and a spare worker should start,
+        so that the next call finds one on its way instead of starting one itself.
+        Growing: a second worker has just been needed and nobody is idle or starting."""
+        if self._shut or self._idle or self._starting or len(self._threads) < 2:
+            return 0
+        if len(self._threads) >= self.max_workers:
+            return 0
+        self._starting += 1
+        return 1
 
     def _next_job(self, worker: _Worker) -> tuple[_Job | None, bool]:
-        """After a job: the next queued job, or (None, True) once the worker is listed
-        idle, or (None, False) if it is to exit because the pool is shut down."""
+        """The next queued job, or (None, True) once the worker is listed idle, or
+        (None, False) if it is to exit because the pool is shut down."""
         with self._lock:
-            if self._backlog:
-                return self._backlog.popleft(), False
-            if self._shut:
-                self._threads.discard(threading.current_thread())
-                return None, False
-            self._idle.append(worker)
-            return None, True
+            return self._take(worker)
+
+    def _take(self, worker: _Worker) -> tuple[_Job | None, bool]:
+        """`_next_job`, with the lock held."""
+        if self._backlog:
+            return self._backlog.popleft(), False
+        if self._shut:
+            self._threads.discard(threading.current_thread())
+            return None, False
+        self._idle.append(worker)
+        return None, True
 
     def _retire(self, worker: _Worker) -> bool:
         """True if the idle worker may exit; False if a job was handed to it meanwhile."""
@@ -124,9 +197,9 @@ class WorkerPool(concurrent.futures.Executor):
 class _Worker:
     """One thread's loop: run a job, then wait up to the idle timeout for the next."""
 
-    def __init__(self, pool: WorkerPool, job: _Job) -> None:
+    def __init__(self, pool: WorkerPool) -> None:
         self._pool = pool
-        self._job: _Job | None = job
+        self._job: _Job | None = None
         self._handed = threading.Semaphore(0)
 
     def hand(self, job: _Job | None) -> None:
@@ -135,16 +208,20 @@ class _Worker:
         self._handed.release()
 
     def run(self) -> None:
-        job = self._job
-        while job is not None:
+        job, idle, starts = self._pool._arrived(self)
+        # If a start fails here, the jobs left over wait for the next worker to finish.
+        self._pool._launch(starts)
+        while True:
+            if idle:
+                job = self._wait()
+            if job is None:
+                return
             deliver = _run(job)
             # Listed idle before the caller sees the result, so that a caller making
             # calls one after another always finds this worker, not a new thread.
             job, idle = self._pool._next_job(self)
             deliver()
             del deliver  # drop the result before a long idle wait
-            if idle:
-                job = self._wait()
 
     def _wait(self) -> _Job | None:
         """The next job, or None once this worker has left the pool."""

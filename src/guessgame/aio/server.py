@@ -90,9 +90,11 @@ class Server:
     def _accept_batch(self) -> int:
         """Accept up to ACCEPT_BATCH waiting peers; how many, or -1 if accept() failed."""
         for taken in range(ACCEPT_BATCH):
+            # The socket stays as accept() made it: the connection layer sets the mode it
+            # needs (asyncio streams or blocking reads), and each system call here is
+            # one more wait for the GIL while worker threads run sessions.
             try:
                 sock, sockaddr = self._listener.accept()
-                sock.setblocking(False)
             except BlockingIOError:  # nobody else waiting
                 return taken
             except OSError as error:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from guessgame import config
-from guessgame.bench import crossings, reload_cell, report, runner
+from guessgame.bench import crossings, reload_cell, report, runner, unread_stdout
 from guessgame.bench.runner import Target
 from guessgame.config import ConfigError, Layers, Settings
 
@@ -65,6 +65,11 @@ def add_parser(commands: Any) -> None:
                        help="also measure each stage with N clients while the server prints "
                             "its transcript to a pipe read at 40 kB/s (default: "
                             f"{SLOW_STDOUT_CLIENTS}; 0 skips it)")
+    bench.add_argument("--unread-stdout", type=int, default=0, metavar="ROUNDS",
+                       help="also measure each stage playing ROUNDS rounds (with the "
+                            "--slow-stdout client count, or 100) while nobody reads the "
+                            "server's transcript, then serving a newcomer and stopping "
+                            "(default: 0, skipped)")
     bench.add_argument("--idle", type=int, metavar="N",
                        help="also measure RSS per connection with N idle connections")
     bench.add_argument("--uvloop", action="store_true",
@@ -182,10 +187,14 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
     idle: list[dict[str, Any]] = []
     servers = [target for target in chosen if not target.is_baseline]
     slow = servers if args.slow_stdout else []
-    total = (len(clients) * len(chosen) + len(slow) + (len(chosen) if args.idle else 0))
+    unread = servers if args.unread_stdout else []
+    unread_clients = args.slow_stdout or SLOW_STDOUT_CLIENTS
+    unread_cells: list[dict[str, Any]] = []
+    total = (len(clients) * len(chosen) + len(slow) + len(unread)
+             + (len(chosen) if args.idle else 0))
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="guessgame-bench-") as directory:
-        path = bench_config(settings, max([*clients, args.idle or 0, args.slow_stdout]),
+        path = bench_config(settings, max([*clients, args.idle or 0, unread_clients]),
                             directory)
         progress(f"bench: {len(chosen)} servers x {len(clients)} client counts, "
                  f"{args.warmup:g} s warm-up + {args.duration:g} s window each")
@@ -212,6 +221,14 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
             cell["stage"] += SLOW_SUFFIX
             cells.append(cell)
             progress("    " + summary(cell))
+        for target in unread:
+            progress(f"[{len(cells) + len(unread_cells) + len(idle) + 1}/{total}] "
+                     f"{target.name} C={unread_clients}, {args.unread_stdout:,} rounds, "
+                     "stdout never read ...")
+            cell = _guarded(target, unread_clients, functools.partial(
+                unread_stdout.measure, target, unread_clients, args.unread_stdout, path))
+            unread_cells.append(cell)
+            progress(f"    {unread_stdout.check([cell], args.unread_stdout)['detail']}")
         for target in chosen if args.idle else []:
             progress(f"[{len(cells) + len(idle) + 1}/{total}] {target.name} "
                      f"{args.idle} idle connections ...")
@@ -229,15 +246,20 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
     all_threads = next((n for n, got in layers_of.items() if got == Layers()), "all-threads")
     mixed = {name for name in layers_of if name not in (all_async, all_threads)}
     checks = report.check_targets(cells, idle, all_threads, all_async, mixed)
+    if unread_cells:
+        checks.append(unread_stdout.check(unread_cells, args.unread_stdout))
     document = {"machine": report.machine(), "warmup_s": args.warmup,
                 "duration_s": args.duration, "wall_s": round(time.monotonic() - started, 1),
-                "cells": cells, "idle": idle, "targets": checks,
+                "cells": cells, "idle": idle, "unread_stdout": unread_cells, "targets": checks,
                 "stages": {name: list(layers.names) for name, layers in layers_of.items()}}
     if cells:
         print(report.table([cell for cell in cells if not cell.get("slow_stdout")]))
     if slow:
         print()
         print(report.slow_stdout_table([cell for cell in cells if cell.get("slow_stdout")]))
+    if unread_cells:
+        print()
+        print(unread_stdout.table(unread_cells))
     if idle:
         print()
         print(report.idle_table(idle))

@@ -138,7 +138,8 @@ def check_targets(cells: list[dict[str, Any]], idle: list[dict[str, Any]],
             by[stage, 1000].get("failed") == 0
             and by[stage, 1000].get("first_reply_max_ms", math.inf) < FIRST_REPLY_LIMIT_MS)
            for stage in stages
-           if (stage, 1000) in by and by[stage, 1000].get("arrival") == "burst"])
+           # A cell whose server never started has no arrival: it counts as a miss.
+           if (stage, 1000) in by and by[stage, 1000].get("arrival", "burst") == "burst"])
     check("threads back to the idle level after the window, every stage",
           [(f"{stage} C={c}", f"{cell['threads_after']} threads",
             cell["threads_after"] <= idle_threads.get(stage, cell["threads_after"]))

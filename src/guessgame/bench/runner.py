@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from guessgame.config import Layers
 
@@ -35,6 +35,10 @@ SLOW_READ_EVERY = 0.1
 """The slow stdout reader takes 4 kB every 0.1 s: 40 kB/s, a tenth of what a busy
 server prints, like a log shipper that has fallen behind."""
 DROPPED = re.compile(r"(\d+) reports dropped")
+
+Transcript = Literal["off", "slow", "unread"]
+"""Where the server's transcript goes: nowhere (`--no-reports`), to a pipe read at
+40 kB/s, or to a pipe nobody reads after the `listening on` line."""
 
 
 @dataclass(frozen=True)
@@ -88,10 +92,10 @@ def read_status(pid: int) -> dict[str, int]:
 class Server:
     """A server process, watched for its peak RSS and thread count while it runs."""
 
-    def __init__(self, target: Target, config: str, slow_stdout: bool = False) -> None:
+    def __init__(self, target: Target, config: str, transcript: Transcript = "off") -> None:
         self.target = target
         self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
-        self.process = subprocess.Popen(target.command(config, reports=slow_stdout),
+        self.process = subprocess.Popen(target.command(config, reports=transcript != "off"),
                                         stdin=subprocess.DEVNULL,
                                         stdout=subprocess.PIPE, stderr=self._stderr)
         self.pid = self.process.pid
@@ -101,7 +105,7 @@ class Server:
         self.port = self._wait_listening()
         self._sampler.start()
         self._reader: threading.Thread | None = None
-        if slow_stdout:
+        if transcript == "slow":
             self._reader = threading.Thread(target=self._read_slowly, name="bench-slow-reader")
             self._reader.start()
 
@@ -186,8 +190,8 @@ class Server:
 
 
 @contextlib.contextmanager
-def running(target: Target, config: str, slow_stdout: bool = False) -> Iterator[Server]:
-    server = Server(target, config, slow_stdout)
+def running(target: Target, config: str, transcript: Transcript = "off") -> Iterator[Server]:
+    server = Server(target, config, transcript)
     try:
         yield server
     finally:
@@ -221,7 +225,7 @@ def measure(target: Target, clients: int, warmup: float, duration: float, config
 
     With `slow_stdout` the server prints its transcript to a pipe read at 40 kB/s.
     """
-    with running(target, config, slow_stdout) as server:
+    with running(target, config, "slow" if slow_stdout else "off") as server:
         deadline = warmup + duration + 3 * 20.0 + 10.0  # connects, warm-up, window, margins
         command = loadgen_command(server, "--clients", str(clients), "--warmup", str(warmup),
                                   "--duration", str(duration), "--arrival", arrival)

@@ -1,4 +1,8 @@
-"""Accepts connections and gives each one its own thread."""
+"""Accepts connections and serves each one in a thread of its own.
+
+Session threads come from a `WorkerPool`: a burst of arrivals starts them in parallel
+instead of one `Thread.start()` after another in the acceptor, and a thread whose peer
+left serves the next arrival or retires after `idle_timeout`."""
 
 from __future__ import annotations
 
@@ -10,8 +14,9 @@ import threading
 from collections.abc import Callable, Iterator
 from types import TracebackType
 
-from guessgame import netutil, trace
+from guessgame import netutil, trace, workers
 from guessgame.serving import ACCEPT_BATCH, ACCEPT_RETRY_DELAY, Sessions
+from guessgame.workers import WorkerPool
 
 log = logging.getLogger("guessgame.server")
 
@@ -20,18 +25,18 @@ Serve = Callable[[socket.socket, str], None]
 
 
 class Server:
-    """A listener whose acceptor thread starts one session thread per connection.
+    """A listener whose acceptor thread hands each connection to a session thread.
 
     `stop()` returns only once the acceptor and every session thread have ended.
     """
 
     def __init__(self, listener: socket.socket, serve: Serve, max_connections: int,
-                 numbers: Iterator[int] | None = None) -> None:
+                 numbers: Iterator[int] | None = None,
+                 idle_timeout: float = workers.IDLE_TIMEOUT) -> None:
         self._listener = listener
         self._serve = serve
         self._sessions = Sessions(max_connections, numbers)
-        self._threads: set[threading.Thread] = set()
-        self._threads_lock = threading.Lock()
+        self._pool = WorkerPool("session", max_connections, idle_timeout)
         self._stopping = False
         self._wake_reader, self._wake_writer = socket.socketpair()
         self._acceptor: threading.Thread | None = None
@@ -57,10 +62,7 @@ class Server:
         self._wake_reader.close()
         self._wake_writer.close()
         self._sessions.abort_all()
-        with self._threads_lock:
-            threads = list(self._threads)
-        for thread in threads:
-            thread.join()
+        self._pool.shutdown()
 
     def hand_over_listener(self) -> socket.socket:
         """Stop accepting and return the listener for another server to accept on.
@@ -104,44 +106,49 @@ class Server:
         return bool(ready)
 
     def _accept_batch(self) -> int:
-        """Accept up to ACCEPT_BATCH waiting peers; how many, or -1 if accept() failed."""
-        for taken in range(ACCEPT_BATCH):
-            if self._stopping:  # a stop or a hand-over: leave the rest in the backlog
-                return taken
+        """Accept and admit up to ACCEPT_BATCH waiting peers; how many, or -1 if accept()
+        failed or a session thread could not be started."""
+        arrivals, failed = self._accept_waiting()
+        # Admitted back to back, after the accepts, so that the pool starts the batch's
+        # threads in parallel (see workers.py) while this thread goes back to accepting.
+        for sock, peer in arrivals:
+            failed = not self._admit(sock, peer) or failed
+        return -1 if failed else len(arrivals)
+
+    def _accept_waiting(self) -> tuple[list[tuple[socket.socket, str]], bool]:
+        """Up to ACCEPT_BATCH waiting peers, and whether accept() failed."""
+        arrivals: list[tuple[socket.socket, str]] = []
+        while len(arrivals) < ACCEPT_BATCH and not self._stopping:
+            # On a stop or a hand-over the rest stay in the backlog.
             try:
                 sock, sockaddr = self._listener.accept()
             except BlockingIOError:  # nobody else waiting
-                return taken
+                break
             except OSError as error:
                 log.warning("accept failed: %s", error.strerror)
-                return -1
-            if not self._admit(sock, netutil.address(sockaddr)):
-                return -1
-        return ACCEPT_BATCH
+                return arrivals, True
+            arrivals.append((sock, netutil.address(sockaddr)))
+        return arrivals, False
 
     def _admit(self, sock: socket.socket, peer: str) -> bool:
-        """Start the peer's session thread; False if no thread could be started."""
+        """Hand the peer to a session thread; False if no thread could be started."""
         session_id = self._sessions.admit(sock, peer)
         if session_id is None:
             return True
         if trace.enabled:
             trace.event("server", f"accepted {peer} as {session_id}")
-        thread = threading.Thread(target=self._run_session, args=(sock, session_id),
-                                  name=f"session {peer}")
-        with self._threads_lock:
-            self._threads.add(thread)
         try:
-            thread.start()
-        except RuntimeError as error:  # "can't start new thread": a process limit
+            self._pool.submit(self._run_session, sock, session_id, peer)
+        except RuntimeError as error:  # "cannot start a thread": a process limit
             log.warning("%s: refused: %s", peer, error)
-            with self._threads_lock:
-                self._threads.discard(thread)
             self._sessions.release(session_id)
             sock.close()
             return False
         return True
 
-    def _run_session(self, sock: socket.socket, session_id: str) -> None:
+    def _run_session(self, sock: socket.socket, session_id: str, peer: str) -> None:
+        thread = threading.current_thread()
+        idle_name, thread.name = thread.name, f"session {peer}"
         try:
             self._serve(sock, session_id)
         except Exception:  # a bug, not a peer's doing: keep the traceback, keep serving
@@ -149,5 +156,4 @@ class Server:
         finally:
             sock.close()
             self._sessions.release(session_id)
-            with self._threads_lock:
-                self._threads.discard(threading.current_thread())
+            thread.name = idle_name
