@@ -93,3 +93,22 @@ def test_bench_reports_a_burst_the_threads_left_and_a_slow_stdout(tmp_path: Path
     assert slow["stage"] == "async-server (slow stdout)" and slow["slow_stdout"]
     assert slow["failed"] == 0 and slow["server_exit"] == 0
     assert slow["reports_dropped"] >= 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_bench_plays_on_while_nobody_reads_stdout(tmp_path: Path) -> None:
+    out = tmp_path / "unread.json"
+    code = cli.main(["bench", "--config", str(CONFIG), "--stage", "all-threads",
+                     "--clients", "1", "--duration", "0.3", "--settle", "0",
+                     "--slow-stdout", "5", "--unread-stdout", "3000", "--no-baselines",
+                     "--out", str(out), "-q"])
+    assert code == 0
+    document = json.loads(out.read_text())
+    [cell] = document["unread_stdout"]
+    assert cell["stage"] == "all-threads" and cell["clients"] == 5
+    assert cell["rounds"] >= 3000 and cell["windows"] >= 1
+    assert cell["newcomer_rounds"] > 0
+    assert cell["server_exit"] == 0 and cell["stop_s"] < 2
+    [target] = [t for t in document["targets"] if t["target"].startswith("stdout never read")]
+    assert target["met"] is True, target["detail"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from collections.abc import Callable
 
@@ -105,8 +106,13 @@ def churn(server: ServerHost, count: int) -> None:
             leavers[index % len(leavers)](peer)
 
 
+def is_idle_pool_worker(name: str) -> bool:
+    """A bridge worker, or one of the threaded server's session threads between peers."""
+    return name.startswith("blocking-") or re.fullmatch(r"session_\d+", name) is not None
+
+
 def idle_pool_workers(names: list[str]) -> int:
-    return sum(name.startswith("blocking-") for name in names)
+    return sum(is_idle_pool_worker(name) for name in names)
 
 
 def test_a_thousand_vanishing_peers_leave_nothing_behind(
@@ -131,7 +137,7 @@ def test_a_thousand_vanishing_peers_leave_nothing_behind(
             # a busy machine), never by one per peer: a tenth of the peers is a bound a
             # leak would break at once and overlap never reaches.
             now = thread_names()
-            new = Counter(name for name in now if not name.startswith("blocking-"))
+            new = Counter(name for name in now if not is_idle_pool_worker(name))
             new.subtract(before)
             return (max(new.values(), default=0) <= 0
                     and idle_pool_workers(now) <= idle_pool_workers(before) + count // 10)

@@ -16,11 +16,6 @@ log = logging.getLogger("guessgame.server")
 ACCEPT_RETRY_DELAY = 0.1
 """After accept() fails (out of file descriptors, say), wait before trying again."""
 
-ACCEPT_BATCH = 64
-"""Peers an acceptor takes per wake-up before it lets the sessions run again. One per
-wake-up made a burst of 1000 arrivals wait for every admitted session to take a turn
-between two accepts; an unbounded batch would keep admitted sessions waiting instead."""
-
 
 class Sessions:
     """The sessions a server is serving now, keyed by session id."""

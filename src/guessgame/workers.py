@@ -15,9 +15,13 @@ run, and the new thread waits for the GIL behind every thread that is busy, up t
 switch interval, after which the starter waits for the GIL back. Done one after
 another by the caller, a burst of 1000 calls took seconds, and an event loop that
 submits stood still meanwhile. So the caller starts at most one worker, and only when
-none is on its way; each new worker, before taking a queued job, starts up to
-`FAN_OUT` more for the jobs no starting worker will take. Starts proceed in parallel
-and a burst of N calls is covered in about log2(N) rounds of starts.
+none is on its way; each new worker takes a queued job, then starts up to `FAN_OUT`
+more for the jobs no starting worker will take, and, while the pool grows, one spare
+so that the next call finds a worker on its way. Starts proceed in parallel, and a
+burst of N calls is covered in about log2(N) rounds of starts. The cost: `submit()`
+may return before the thread that will run the job exists, and if the system refuses
+a thread then, the job waits for the next worker to finish (the first start is the
+caller's own, and its failure is raised as before).
 
 Past `max_workers`, jobs wait in a queue whose length the caller bounds: each
 connection has at most one call in flight, and the connection limit caps those.

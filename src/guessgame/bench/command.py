@@ -226,7 +226,8 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
                      f"{target.name} C={unread_clients}, {args.unread_stdout:,} rounds, "
                      "stdout never read ...")
             cell = _guarded(target, unread_clients, functools.partial(
-                unread_stdout.measure, target, unread_clients, args.unread_stdout, path))
+                unread_stdout.measure, target, unread_clients, args.unread_stdout, args.duration,
+                path))
             unread_cells.append(cell)
             progress(f"    {unread_stdout.check([cell], args.unread_stdout)['detail']}")
         for target in chosen if args.idle else []:
@@ -239,6 +240,7 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
             progress(f"    {per / 1024:.1f} kB per connection" if per else
                      f"    failed: {row.get('failures')}")
     report.add_ratios(cells)
+    unread_stdout.add_usual_rate(unread_cells, cells)
     # Not the slow-stdout cells: their stage names are not stages.
     layers_of = {t.name: t.layers for t in chosen if t.layers is not None and not t.uvloop}
     every = Layers(True, True, True, True)

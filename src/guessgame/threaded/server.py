@@ -15,10 +15,15 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 
 from guessgame import netutil, trace, workers
-from guessgame.serving import ACCEPT_BATCH, ACCEPT_RETRY_DELAY, Sessions
+from guessgame.serving import ACCEPT_RETRY_DELAY, Sessions
 from guessgame.workers import WorkerPool
 
 log = logging.getLogger("guessgame.server")
+
+ADMIT_BATCH = 64
+"""Peers the acceptor accepts before it admits them. It has a thread of its own, so this
+bounds only how long the first of them waits for the others' accept() calls, each of
+which may wait for the GIL."""
 
 Serve = Callable[[socket.socket, str], None]
 """Serves one accepted socket under a session id, in the calling thread."""
@@ -106,7 +111,7 @@ class Server:
         return bool(ready)
 
     def _accept_batch(self) -> int:
-        """Accept and admit up to ACCEPT_BATCH waiting peers; how many, or -1 if accept()
+        """Accept and admit up to ADMIT_BATCH waiting peers; how many, or -1 if accept()
         failed or a session thread could not be started."""
         arrivals, failed = self._accept_waiting()
         # Admitted back to back, after the accepts, so that the pool starts the batch's
@@ -116,9 +121,9 @@ class Server:
         return -1 if failed else len(arrivals)
 
     def _accept_waiting(self) -> tuple[list[tuple[socket.socket, str]], bool]:
-        """Up to ACCEPT_BATCH waiting peers, and whether accept() failed."""
+        """Up to ADMIT_BATCH waiting peers, and whether accept() failed."""
         arrivals: list[tuple[socket.socket, str]] = []
-        while len(arrivals) < ACCEPT_BATCH and not self._stopping:
+        while len(arrivals) < ADMIT_BATCH and not self._stopping:
             # On a stop or a hand-over the rest stay in the backlog.
             try:
                 sock, sockaddr = self._listener.accept()
