@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections.abc import Callable, Coroutine, Iterator
 from types import TracebackType
 from typing import Any
@@ -15,11 +16,14 @@ from guessgame.serving import ACCEPT_RETRY_DELAY, Sessions
 log = logging.getLogger("guessgame.server")
 
 ACCEPT_BATCH = 1024
-"""Peers the acceptor takes per wake-up before it lets the sessions run again.
-One per wake-up made a burst of 1000 arrivals wait for every admitted session to take a
-turn between two accepts. 64 made a burst of 10,000 wait the same way: at all-async,
-3,152 had no reply within 4 s. With 1024 all 10,000 had one within 2.7 s, and a full
-batch holds the loop for tens of milliseconds, once, rather than for every arrival."""
+ACCEPT_BATCH_SECONDS = 0.02
+"""Peers the acceptor takes per wake-up, and for how long at most, before it lets the
+sessions run again. One per wake-up made a burst of 1000 arrivals wait for every
+admitted session to take a turn between two accepts. 64 made a burst of 10,000 wait the
+same way: at all-async, 3,152 had no reply within 4 s; with 1024 all had one within
+2.7 s. The time bound is for blocking sessions in worker threads (`async=server`):
+there each accept() waits for the GIL behind them, and 950 accepts in one go kept the
+loop from handing anyone to a worker for up to half a second."""
 
 Serve = Callable[[socket.socket, str], Coroutine[Any, Any, None]]
 """Serves one accepted socket under a session id, in the calling task."""
@@ -89,14 +93,18 @@ class Server:
         # for readability and accepting with no await in between loses nothing.
         while True:
             await _readable(self._listener)
-            while (taken := self._accept_batch()) == ACCEPT_BATCH:
-                await asyncio.sleep(0)  # more are waiting: let the sessions run first
+            while (taken := self._accept_batch()) is None:
+                await asyncio.sleep(0)  # more may be waiting: let the sessions run first
             if taken < 0:  # accepting failed (out of descriptors, say): wait, not spin
                 await asyncio.sleep(ACCEPT_RETRY_DELAY)
 
-    def _accept_batch(self) -> int:
-        """Accept up to ACCEPT_BATCH waiting peers; how many, or -1 if accept() failed."""
+    def _accept_batch(self) -> int | None:
+        """Accept waiting peers for up to ACCEPT_BATCH or ACCEPT_BATCH_SECONDS: how many
+        once none is left, -1 if accept() failed, None if some may still be waiting."""
+        deadline = time.monotonic() + ACCEPT_BATCH_SECONDS
         for taken in range(ACCEPT_BATCH):
+            if time.monotonic() > deadline:
+                return None
             # The socket stays as accept() made it: the connection layer sets the mode it
             # needs (asyncio streams or blocking reads), and each system call here is
             # one more wait for the GIL while worker threads run sessions.
@@ -108,7 +116,7 @@ class Server:
                 log.warning("accept failed: %s", error.strerror)
                 return -1
             self._admit(sock, netutil.address(sockaddr))
-        return ACCEPT_BATCH
+        return None
 
     def _admit(self, sock: socket.socket, peer: str) -> None:
         session_id = self._sessions.admit(sock, peer)
