@@ -3,8 +3,10 @@ of the flavours that served them."""
 
 from __future__ import annotations
 
+import asyncio
+
 from guessgame.bridge import loop_thread_for
-from guessgame.config import SERVER_LAYERS, Settings
+from guessgame.config import SERVER_LAYERS, Layers, Settings
 from guessgame.flavour_stats import FLAVOURS, FlavourStats
 from guessgame.host import ServerHost
 from peers import PROBE, PROBE_REPLY, Peer, wait_until_idle
@@ -43,3 +45,20 @@ def test_each_session_counts_for_the_flavours_that_served_it(settings: Settings)
         assert table[layer, unused] == ["0", "0", "0", "-", "-"], table
         p50, p99 = (float(value) for value in table[layer, used][3:])
         assert 0 < p50 <= p99
+
+
+def test_a_record_made_on_the_loop_never_waits_for_the_lock() -> None:
+    """Under a burst, worker threads hold the lock to record their replies; the loop
+    admitting sessions must not queue behind them. Its records wait, and count, later."""
+    stats = FlavourStats()
+
+    async def serve_one_line() -> None:
+        meter = stats.session_started(Layers(connection=True, session=True))
+        meter.received()
+        meter.sent("5")
+
+    with stats._lock:  # a thread recording a reply: were the loop to wait, it never returns
+        asyncio.run(serve_one_line())
+    table = rows(stats)
+    assert table["session", "asyncio"][:3] == ["1", "0", "1"]
+    assert table["server", "threads"][:3] == ["1", "0", "1"]

@@ -98,3 +98,39 @@ def test_shutdown_lets_queued_calls_finish_or_cancels_them() -> None:
     stopper.join(WAIT)
     assert running.result(WAIT) is True
     assert queued.cancelled()
+
+
+def test_a_burst_is_started_by_the_workers_not_by_the_caller(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each Thread.start() waits for the new thread to run; a caller (an acceptor, an event
+    loop) that started every worker of a burst itself stood still for seconds."""
+    caller = threading.get_ident()
+    started_by_caller = 0
+    start = threading.Thread.start
+
+    def counting_start(thread: threading.Thread) -> None:
+        nonlocal started_by_caller
+        started_by_caller += threading.get_ident() == caller
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", counting_start)
+    pool = WorkerPool("fan", max_workers=300, idle_timeout=WAIT)
+    burst = 200
+    running = threading.Barrier(burst + 1, timeout=WAIT)
+    release = threading.Event()
+
+    def parked() -> None:
+        running.wait()  # every call runs at once: none waits behind another
+        release.wait(WAIT)
+
+    try:
+        futures = [pool.submit(parked) for _ in range(burst)]
+        running.wait()
+        release.set()
+        for future in futures:
+            future.result(WAIT)
+    finally:
+        release.set()
+        pool.shutdown()
+    assert started_by_caller <= 2
+    assert workers_named("fan") == []

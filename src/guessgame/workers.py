@@ -168,6 +168,10 @@ class WorkerPool(concurrent.futures.Executor):
         self._starting += 1
         return 1
 
+    def _spare_for_handed(self) -> int:
+        with self._lock:
+            return self._spare()
+
     def _next_job(self, worker: _Worker) -> tuple[_Job | None, bool]:
         """The next queued job, or (None, True) once the worker is listed idle, or
         (None, False) if it is to exit because the pool is shut down."""
@@ -236,6 +240,8 @@ class _Worker:
         job, self._job = self._job, None
         if job is None:  # the pool shut down
             self._pool._exited()
+        else:  # if that was the last idle worker of a growing pool, send a spare
+            self._pool._launch(self._pool._spare_for_handed())
         return job
 
 
