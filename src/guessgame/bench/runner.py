@@ -226,6 +226,7 @@ def measure(target: Target, clients: int, warmup: float, duration: float, config
     With `slow_stdout` the server prints its transcript to a pipe read at 40 kB/s.
     """
     with running(target, config, "slow" if slow_stdout else "off") as server:
+        threads_before = server.status().get("Threads")  # the idle level of a fresh start
         deadline = warmup + duration + 3 * 20.0 + 10.0  # connects, warm-up, window, margins
         command = loadgen_command(server, "--clients", str(clients), "--warmup", str(warmup),
                                   "--duration", str(duration), "--arrival", arrival)
@@ -241,6 +242,7 @@ def measure(target: Target, clients: int, warmup: float, duration: float, config
         result["peak_rss_bytes"] = status.get("VmHWM")
         result["peak_threads"] = max(server.peak_threads, status.get("Threads", 0))
         result["slow_stdout"] = slow_stdout
+        result["threads_before"] = threads_before
         if settle:  # every client has gone: what the server keeps when idle again
             time.sleep(settle)
             result["threads_after"] = server.status().get("Threads")
