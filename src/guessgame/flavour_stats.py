@@ -121,9 +121,13 @@ class FlavourStats:
 
     def _add(self, record: _Record) -> None:
         """With the lock held: add up the record, and any the loop left waiting."""
+        self._add_pending()
+        self._add_one(record)
+
+    def _add_pending(self) -> None:
+        """With the lock held: add up the records the loop left waiting."""
         while self._pending:
             self._add_one(self._pending.popleft())
-        self._add_one(record)
 
     def _add_one(self, record: _Record) -> None:
         tallies, kind, seconds = record
@@ -138,8 +142,7 @@ class FlavourStats:
     def table(self) -> list[str]:
         """The two flavours of each layer side by side, one line per layer."""
         with self._lock:
-            while self._pending:
-                self._add_one(self._pending.popleft())
+            self._add_pending()
             rows = {key: (tally.sessions, tally.errors, tally.latency.percentile(0.5),
                           tally.latency.percentile(0.99), tally.latency.total)
                     for key, tally in self._tallies.items()}

@@ -227,17 +227,7 @@ def measure(target: Target, clients: int, warmup: float, duration: float, config
     """
     with running(target, config, "slow" if slow_stdout else "off") as server:
         threads_before = server.status().get("Threads")  # the idle level of a fresh start
-        deadline = warmup + duration + 3 * 20.0 + 10.0  # connects, warm-up, window, margins
-        command = loadgen_command(server, "--clients", str(clients), "--warmup", str(warmup),
-                                  "--duration", str(duration), "--arrival", arrival)
-        try:
-            done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True,
-                                  timeout=deadline, check=False)
-        except subprocess.TimeoutExpired:
-            result: dict[str, Any] = {"clients": clients, "failed": clients,
-                                      "failures": ["load generator timed out"]}
-        else:
-            result = parse_result(done.stdout, done.stderr, clients)
+        result = play(server, clients, warmup, duration, arrival)
         status = server.status()
         result["peak_rss_bytes"] = status.get("VmHWM")
         result["peak_threads"] = max(server.peak_threads, status.get("Threads", 0))
@@ -248,6 +238,22 @@ def measure(target: Target, clients: int, warmup: float, duration: float, config
             result["threads_after"] = server.status().get("Threads")
             result["settle_s"] = settle
         return stopped(server, {"stage": target.name, **result})
+
+
+def play(server: Server, clients: int, warmup: float, duration: float,
+         arrival: str = "start-line", deadline: float | None = None) -> dict[str, Any]:
+    """Run the load generator once against `server`: its result, or a failure if it has
+    not finished `deadline` seconds on (by default, time to connect, warm up and play)."""
+    if deadline is None:
+        deadline = warmup + duration + 3 * 20.0 + 10.0  # connects, warm-up, window, margins
+    command = loadgen_command(server, "--clients", str(clients), "--warmup", str(warmup),
+                              "--duration", str(duration), "--arrival", arrival)
+    try:
+        done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True,
+                              timeout=deadline, check=False)
+    except subprocess.TimeoutExpired:
+        return {"clients": clients, "failed": clients, "failures": ["load generator timed out"]}
+    return parse_result(done.stdout, done.stderr, clients)
 
 
 def parse_result(stdout: bytes, stderr: bytes, clients: int) -> dict[str, Any]:

@@ -11,7 +11,6 @@ the newcomer was served, and the server exited 0 within `STOP_LIMIT` seconds.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -34,30 +33,19 @@ def measure(target: Target, clients: int, rounds: int, window: float,
         rates: list[float] = []
         rss: list[int] = []
         while played < rounds and len(rates) < MAX_WINDOWS:
-            result = _play(server, clients, window)
+            result = runner.play(server, clients, 0.0, window, deadline=window + 60.0)
             if result.get("rounds") is None:
                 return runner.stopped(server, {"stage": target.name, "clients": clients,
                                                "failed": clients, **result})
             played += result["rounds"]
             rates.append(result["rounds_per_s"])
             rss.append(server.status().get("VmRSS", 0))
-        newcomer = _play(server, 1, 0.5)
+        newcomer = runner.play(server, 1, 0.0, 0.5, deadline=60.5)
         cell = {"stage": target.name, "clients": clients, "rounds": played,
                 "rounds_per_s_first": rates[0], "rounds_per_s_last": rates[-1],
                 "windows": len(rates), "rss_first_bytes": rss[0], "rss_last_bytes": rss[-1],
                 "newcomer_rounds": newcomer.get("rounds") or 0}
         return runner.stopped(server, cell)
-
-
-def _play(server: runner.Server, clients: int, duration: float) -> dict[str, Any]:
-    command = runner.loadgen_command(server, "--clients", str(clients), "--warmup", "0",
-                                     "--duration", str(duration))
-    try:
-        done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=duration + 60.0, check=False)
-    except subprocess.TimeoutExpired:
-        return {"failures": ["load generator timed out"]}
-    return runner.parse_result(done.stdout, done.stderr, clients)
 
 
 def passed(cell: dict[str, Any], rounds: int) -> bool:
