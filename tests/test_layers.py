@@ -8,9 +8,11 @@ its calls look synchronous, so every test body is written once.
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import socket
 import threading
+import weakref
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
@@ -151,6 +153,67 @@ def test_peer_closing_is_peer_closed(pair: tuple[Driver, Any, socket.socket], ta
     with pytest.raises(PeerClosed) as closed:
         run(connection.receive())
     assert closed.value.mid_line is mid_line
+
+
+def _error_of(run: Driver, receive: Callable[[], Any]) -> type[BaseException]:
+    """The class of the error `receive()` fails with.
+
+    Caught where it is raised, as a session does, and not by pytest.raises or by
+    asyncio.Runner, which keep the error, and with it the frames of its traceback."""
+    async def caught(pending: Coroutine[Any, Any, Any]) -> type[BaseException]:
+        try:
+            await pending
+        except protocol.GameError as error:
+            return type(error)
+        return type(None)
+
+    try:
+        result = receive()
+    except protocol.GameError as error:
+        return type(error)
+    return run(caught(result)) if asyncio.iscoroutine(result) else type(None)
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["closed", "reset"])
+@pytest.mark.parametrize("flavour", list(DRIVERS))
+def test_a_finished_connection_is_freed_without_the_cycle_collector(flavour: str,
+                                                                    reset: bool) -> None:
+    """Everything a finished connection held goes as soon as it is closed.
+
+    A reference cycle would keep it until the collector's next full collection, which
+    comes rarely: a server with many short connections then holds the memory of the
+    finished ones, and RSS keeps the high-water mark. An error that crossed a janus
+    queue with its traceback was such a cycle, and so are janus's own queues.
+    """
+    run = DRIVERS[flavour]()
+    ours, peer = socket.socketpair()
+    gc.collect()
+    gc.disable()
+    try:
+        connection = run.open(ours)
+        freed = weakref.ref(connection)
+        peer.sendall(b"\xff\n")  # an error that keeps the connection open, then the end
+        if reset:  # a peer that closes with a line unread resets the connection
+            run(connection.send("NUMBER"))
+        peer.close()
+        assert issubclass(_error_of(run, connection.receive), ProtocolError)
+        assert issubclass(_error_of(run, connection.receive), PeerClosed)
+        run(connection.close())
+        del connection
+        assert freed() is None, (
+            f"a closed {flavour} connection is still referenced by "
+            f"{[type(r).__name__ for r in gc.get_referrers(freed())]}")
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        # asyncio's transports are cycles of their own, which no code here can break.
+        cycles = {type(o).__qualname__ for o in gc.garbage
+                  if type(o).__module__.partition(".")[0] in ("guessgame", "janus")}
+        assert not cycles, f"left for the cycle collector: {sorted(cycles)}"
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+        run.close()
 
 
 @pytest.mark.parametrize("flavour", ["threaded", "aio"])

@@ -14,6 +14,7 @@ import asyncio
 import collections
 import socket
 import threading
+from typing import Any
 
 import janus
 
@@ -40,6 +41,10 @@ class BlockingFace:
         self.peer = connection.peer
         self._inbox: janus.Queue[str | GameError] = janus.Queue(INBOX_LINES)
         self._outbox: janus.Queue[str] = janus.Queue(OUTBOX_LINES)
+        # The face holds each queue's two ends itself, so that closing can unlink them
+        # from their queue (see _unlink) and they still answer afterwards.
+        self._inbox_sync, self._inbox_async = self._inbox.sync_q, self._inbox.async_q
+        self._outbox_sync, self._outbox_async = self._outbox.sync_q, self._outbox.async_q
         self._send_failure: PeerClosed | None = None
         self._thread_side: waits.Party = ("any", f"the thread using connection {self.peer}")
         # Tracing on: the flow id of each line queued, so the timeline can draw an arrow
@@ -69,9 +74,9 @@ class BlockingFace:
         # The wait graph: blocked only while the outbox is full, waiting for the writer.
         wait = waits.begin_thread("janus (outbox)", ("task", self._writer))
         try:
-            self._outbox.sync_q.put(line)
+            self._outbox_sync.put(line)
         except janus.SyncQueueShutDown:  # the writer failed and closed the outbox
-            raise self._send_failure or PeerClosed() from None
+            raise PeerClosed() from self._send_failure
         finally:
             waits.end(wait)
 
@@ -80,7 +85,7 @@ class BlockingFace:
         self._thread_side = ("thread", threading.get_ident())
         wait = waits.begin_thread("janus (inbox)", ("task", self._reader), idle=True)
         try:
-            item = self._inbox.sync_q.get()
+            item = self._inbox_sync.get()
         except janus.SyncQueueShutDown:  # the reader already handed over the end
             raise PeerClosed() from None
         finally:
@@ -89,7 +94,10 @@ class BlockingFace:
             flow = self._inbox_flows.popleft() if self._inbox_flows else 0
             trace.crossing("janus", "loop->thread", f"receive {item!r}", flow, arrives=True)
         if isinstance(item, GameError):
-            raise item
+            try:
+                raise item
+            finally:
+                del item  # the traceback keeps this frame, which must not keep the error
         return item
 
     def close(self) -> None:
@@ -113,9 +121,11 @@ class BlockingFace:
                 trace.flow_start("janus", "loop->thread", f"receive {item!r}", flow)
             wait = waits.begin("janus (inbox)", self._thread_side)  # blocks only if full
             try:
-                await self._inbox.async_q.put(item)
+                await self._inbox_async.put(item)
             finally:
                 waits.end(wait)
+            # An error's traceback holds this frame, which must not hold the error.
+            del item
             if last:
                 self._inbox.shutdown()  # a further receive() fails instead of waiting
                 return
@@ -124,7 +134,7 @@ class BlockingFace:
         while True:
             wait = waits.begin("janus (outbox)", self._thread_side, idle=True)
             try:
-                line = await self._outbox.async_q.get()
+                line = await self._outbox_async.get()
             except janus.AsyncQueueShutDown:  # closed, and everything queued was sent
                 return
             finally:
@@ -149,7 +159,21 @@ class BlockingFace:
         await asyncio.gather(self._reader, return_exceptions=True)
         await self._inbox.aclose()
         await self._outbox.aclose()
+        _unlink(self._inbox)
+        _unlink(self._outbox)
+        self._send_failure = None  # its traceback holds the writer's frame, so this face
         await self._connection.close()
+
+
+def _unlink(queue: janus.Queue[Any]) -> None:
+    """Break the reference cycle a closed janus queue would otherwise leave.
+
+    A janus.Queue and its two ends refer to each other, so a closed queue would wait
+    for the cycle collector's next full collection, which a busy server runs rarely.
+    With 100 new connections every 3 s at async=connection, that let RSS climb from
+    31 to 40 MB; with the cycle broken it stays at 33 MB (docs/performance.md).
+    """
+    del queue._sync_queue, queue._async_queue
 
 
 class AsyncFace:

@@ -253,7 +253,13 @@ def _run(job: _Job) -> Callable[[], None]:
     try:
         result = fn(*args, **kwargs)
     except BaseException as error:  # handed to the caller, as concurrent.futures does
-        return functools.partial(future.set_exception, error)
+        try:
+            return functools.partial(future.set_exception, error)
+        finally:
+            # The error's traceback keeps this frame. With the future still in it, the
+            # future, the error and each frame it passed would form a reference cycle,
+            # left for the cycle collector's rare full collection.
+            del future, job
     return functools.partial(future.set_result, result)
 
 

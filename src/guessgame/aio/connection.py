@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 from types import TracebackType
 from typing import Protocol
@@ -133,8 +132,12 @@ class Connection:
             self._writer.transport.abort()
         else:
             self._writer.close()
-        with contextlib.suppress(OSError):  # a reset peer: closed either way
+        try:
             await self._writer.wait_closed()
+        except OSError as reset:  # a reset peer: closed either way
+            # The error stays in the stream's closed future. Its traceback, through the
+            # stream's frames, would make a reference cycle of the whole connection.
+            reset.with_traceback(None)
 
     async def __aenter__(self) -> Connection:
         return self
