@@ -1,13 +1,19 @@
-"""A tiny run of `guessgame bench`: the report's structure, never its speed."""
+"""A tiny run of `guessgame bench`: the report's structure, never its speed; and its stop."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from guessgame import cli
+from peers import eventually
 
 CONFIG = Path(__file__).resolve().parent.parent / "guessgame.toml"
 
@@ -112,3 +118,46 @@ def test_bench_plays_on_while_nobody_reads_stdout(tmp_path: Path) -> None:
     assert cell["server_exit"] == 0 and cell["stop_s"] < 2
     [target] = [t for t in document["targets"] if t["target"].startswith("stdout never read")]
     assert target["met"] is True, target["detail"]
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as listing:
+        return [int(child) for child in listing.read().split()]
+
+
+def _command_line(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as line:
+            return line.read().decode().split("\0")
+    except FileNotFoundError:  # it has just exited
+        return []
+
+
+@pytest.mark.timeout(60)
+def test_sigterm_stops_the_bench_and_the_server_of_its_cell() -> None:
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "guessgame", "bench", "--config", str(CONFIG),
+         "--stage", "all-threads", "--no-baselines", "--clients", "1", "--warmup", "0",
+         "--duration", "120", "--settle", "0", "--slow-stdout", "0", "-q"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    children: list[int] = []
+
+    def started() -> list[int]:
+        return [child for child in _children(bench.pid)
+                if {"serve", "guessgame.bench.loadgen"} & set(_command_line(child))]
+
+    try:
+        # The load generator starts once the cell's server is listening: both then run.
+        eventually(lambda: len(started()) == 2, "the cell's server and load generator")
+        children = started()
+        bench.send_signal(signal.SIGTERM)
+        _, errors = bench.communicate(timeout=30)
+        assert bench.returncode == 130
+        assert errors.decode().strip() == "guessgame: interrupted"
+        left = [child for child in children if os.path.exists(f"/proc/{child}")]
+        assert not left, f"still running after the bench stopped: {left}"
+    finally:
+        bench.kill()
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
