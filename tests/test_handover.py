@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
+import threading
+
 import pytest
 
 from guessgame import config
 from guessgame.bridge import Bridge
 from guessgame.config import Layers
 from guessgame.host import ServerHost
-from peers import CONFIG, PROBE_REPLY, Peer, wait_until_idle
+from peers import CONFIG, PROBE_REPLY, Peer, eventually, wait_until_idle
 
 WAITING = 5
 
@@ -46,3 +49,36 @@ def test_the_next_server_accepts_what_waited_in_the_backlog(old_is_async: bool) 
         old.stop()
     finally:
         bridge.close()
+
+
+def _idle_session_threads() -> list[str]:
+    return [thread.name for thread in threading.enumerate()
+            if re.fullmatch(r"session_\d+", thread.name)]
+
+
+def test_a_threaded_server_that_hands_over_lets_its_idle_session_threads_go() -> None:
+    """No arrival can reach them any more, so they go now, not after
+    worker_idle_timeout: a reload every second would otherwise keep one idle pool per
+    server of the last 10 s."""
+    settings = config.load(str(CONFIG)).with_options(layers=Layers())
+    assert settings.worker_idle_timeout >= 10
+    old = ServerHost(settings, None)
+    old.start()
+    try:
+        finished = [Peer(old.port) for _ in range(3)]  # three sessions at once: 3 threads
+        assert [peer.probe() for peer in finished] == [PROBE_REPLY] * 3
+        for peer in finished:
+            peer.close()
+        wait_until_idle(old, "the finished sessions to end")
+        with Peer(old.port) as staying:
+            staying.send("PARAMS 1 5")
+            first = staying.ask("NUMBER")
+            assert _idle_session_threads(), "the finished sessions' threads wait for work"
+            old.hand_over().close()
+            eventually(lambda: not _idle_session_threads(),
+                       lambda: f"the idle session threads to exit: {_idle_session_threads()}")
+            staying.send("REPORT COLDER")  # the game that was on goes on
+            assert staying.ask("NUMBER") not in (first, "")
+        wait_until_idle(old, "the last game to end")
+    finally:
+        old.stop()

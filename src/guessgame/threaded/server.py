@@ -81,6 +81,9 @@ class Server:
         self._wake_writer.send(b"x")
         if self._acceptor is not None:
             self._acceptor.join()
+        # No arrival can reach this server's pool any more: its idle session threads go
+        # now, and each busy one once its session ends, not after idle_timeout.
+        self._pool.shutdown(wait=False)
         return self._listener.dup()
 
     def __enter__(self) -> Server:
