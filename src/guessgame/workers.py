@@ -80,7 +80,11 @@ class WorkerPool(concurrent.futures.Executor):
             if self._shut:
                 raise RuntimeError(f"worker pool {self.name} is shut down: no new calls")
             if self._idle:
-                self._idle.pop().hand(job)
+                # Handed to the last idle worker of a growing pool, a job comes with a
+                # spare for that worker to start. Reserved here, under the lock, it is
+                # on its way before the next call looks, so the caller starts none.
+                worker = self._idle.pop()
+                worker.hand(job, self._spare())
                 return future
             self._backlog.append(job)
             # A worker on its way takes this job, or starts one that will.
@@ -168,10 +172,6 @@ class WorkerPool(concurrent.futures.Executor):
         self._starting += 1
         return 1
 
-    def _spare_for_handed(self) -> int:
-        with self._lock:
-            return self._spare()
-
     def _next_job(self, worker: _Worker) -> tuple[_Job | None, bool]:
         """The next queued job, or (None, True) once the worker is listed idle, or
         (None, False) if it is to exit because the pool is shut down."""
@@ -208,11 +208,13 @@ class _Worker:
     def __init__(self, pool: WorkerPool) -> None:
         self._pool = pool
         self._job: _Job | None = None
+        self._spares = 0
         self._handed = threading.Semaphore(0)
 
-    def hand(self, job: _Job | None) -> None:
-        """Give the idle worker a job, or None to let it exit."""
-        self._job = job
+    def hand(self, job: _Job | None, spares: int = 0) -> None:
+        """Give the idle worker a job, or None to let it exit, and the number of
+        reserved workers it is to start first."""
+        self._job, self._spares = job, spares
         self._handed.release()
 
     def run(self) -> None:
@@ -238,10 +240,11 @@ class _Worker:
                 return None
             self._handed.acquire()  # handed a job as it timed out: it is on its way
         job, self._job = self._job, None
+        spares, self._spares = self._spares, 0
         if job is None:  # the pool shut down
             self._pool._exited()
-        else:  # if that was the last idle worker of a growing pool, send a spare
-            self._pool._launch(self._pool._spare_for_handed())
+        else:
+            self._pool._launch(spares)
         return job
 
 
