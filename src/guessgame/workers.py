@@ -61,6 +61,7 @@ class WorkerPool(concurrent.futures.Executor):
         self._settled = threading.Condition(self._lock)  # notified as _starting falls
         self._threads: set[threading.Thread] = set()  # running, busy or idle
         self._starting = 0  # reserved and being started; each will take a queued job
+        self._waking = 0  # idle workers handed a job that have not woken yet
         self._idle: list[_Worker] = []  # a stack: the most recently idle is reused first
         self._backlog: collections.deque[_Job] = collections.deque()
         self._numbers = itertools.count()
@@ -80,15 +81,13 @@ class WorkerPool(concurrent.futures.Executor):
             if self._shut:
                 raise RuntimeError(f"worker pool {self.name} is shut down: no new calls")
             if self._idle:
-                # Handed to the last idle worker of a growing pool, a job comes with a
-                # spare for that worker to start. Reserved here, under the lock, it is
-                # on its way before the next call looks, so the caller starts none.
-                worker = self._idle.pop()
-                worker.hand(job, self._spare())
+                self._idle.pop().hand(job)
+                self._waking += 1
                 return future
             self._backlog.append(job)
-            # A worker on its way takes this job, or starts one that will.
-            starts = 0 if self._starting else self._reserve(1)
+            # A worker on its way takes this job, or starts one that will; so does a
+            # worker handed a job and not yet awake (see _woken).
+            starts = 0 if self._starting or self._waking else self._reserve(1)
         if starts and not self._launch(starts) and self._withdraw(job):
             raise RuntimeError(f"worker pool {self.name}: cannot start a thread")
         return future
@@ -172,6 +171,14 @@ class WorkerPool(concurrent.futures.Executor):
         self._starting += 1
         return 1
 
+    def _woken(self) -> int:
+        """A worker handed a job is awake: the workers it should start. Calls made
+        while it woke wait for these, since their caller saw it on its way. Past them,
+        if that was the last idle worker of a growing pool, one spare."""
+        with self._lock:
+            self._waking -= 1
+            return self._reserve(FAN_OUT) or self._spare()
+
     def _next_job(self, worker: _Worker) -> tuple[_Job | None, bool]:
         """The next queued job, or (None, True) once the worker is listed idle, or
         (None, False) if it is to exit because the pool is shut down."""
@@ -208,13 +215,11 @@ class _Worker:
     def __init__(self, pool: WorkerPool) -> None:
         self._pool = pool
         self._job: _Job | None = None
-        self._spares = 0
         self._handed = threading.Semaphore(0)
 
-    def hand(self, job: _Job | None, spares: int = 0) -> None:
-        """Give the idle worker a job, or None to let it exit, and the number of
-        reserved workers it is to start first."""
-        self._job, self._spares = job, spares
+    def hand(self, job: _Job | None) -> None:
+        """Give the idle worker a job, or None to let it exit."""
+        self._job = job
         self._handed.release()
 
     def run(self) -> None:
@@ -240,11 +245,10 @@ class _Worker:
                 return None
             self._handed.acquire()  # handed a job as it timed out: it is on its way
         job, self._job = self._job, None
-        spares, self._spares = self._spares, 0
         if job is None:  # the pool shut down
             self._pool._exited()
         else:
-            self._pool._launch(spares)
+            self._pool._launch(self._pool._woken())
         return job
 
 
