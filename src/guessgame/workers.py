@@ -157,8 +157,7 @@ class WorkerPool(concurrent.futures.Executor):
             self._threads.add(threading.current_thread())
             self._settled.notify_all()
             job, idle = self._take(worker)
-            starts = self._reserve(FAN_OUT) or (self._spare() if job else 0)
-            return job, idle, starts
+            return job, idle, self._starts_for_taker() if job else 0
 
     def _spare(self) -> int:
         """With the lock held: 1 if the pool is growing and a spare worker should start,
@@ -177,7 +176,13 @@ class WorkerPool(concurrent.futures.Executor):
         if that was the last idle worker of a growing pool, one spare."""
         with self._lock:
             self._waking -= 1
-            return self._reserve(FAN_OUT) or self._spare()
+            return self._starts_for_taker()
+
+    def _starts_for_taker(self) -> int:
+        """With the lock held: the workers a worker that has just taken a job starts,
+        reserved. Up to FAN_OUT for queued jobs nobody is coming for; failing those, one
+        spare if the pool is growing."""
+        return self._reserve(FAN_OUT) or self._spare()
 
     def _next_job(self, worker: _Worker) -> tuple[_Job | None, bool]:
         """The next queued job, or (None, True) once the worker is listed idle, or
