@@ -8,6 +8,7 @@ so a server that never gets there fails the test with a sentence instead of hang
 from __future__ import annotations
 
 import os
+import re
 import socket
 import struct
 import threading
@@ -55,6 +56,12 @@ def open_fds() -> int:
 
 def thread_names() -> list[str]:
     return sorted(thread.name for thread in threading.enumerate())
+
+
+def is_idle_session_thread(name: str) -> bool:
+    """One of a threaded server's session threads, waiting between peers (`session_N`;
+    while it serves it is named `session <peer>`)."""
+    return re.fullmatch(r"session_\d+", name) is not None
 
 
 class Peer(Wire):

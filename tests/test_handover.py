@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import re
-import threading
-
 import pytest
 
 from guessgame import config
 from guessgame.bridge import Bridge
 from guessgame.config import Layers
 from guessgame.host import ServerHost
-from peers import CONFIG, PROBE_REPLY, Peer, eventually, wait_until_idle
+from peers import (
+    CONFIG,
+    PROBE_REPLY,
+    Peer,
+    eventually,
+    is_idle_session_thread,
+    thread_names,
+    wait_until_idle,
+)
 
 WAITING = 5
 
@@ -52,8 +57,7 @@ def test_the_next_server_accepts_what_waited_in_the_backlog(old_is_async: bool) 
 
 
 def _idle_session_threads() -> list[str]:
-    return [thread.name for thread in threading.enumerate()
-            if re.fullmatch(r"session_\d+", thread.name)]
+    return [name for name in thread_names() if is_idle_session_thread(name)]
 
 
 def test_a_threaded_server_that_hands_over_lets_its_idle_session_threads_go() -> None:

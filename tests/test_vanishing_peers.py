@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections import Counter
 from collections.abc import Callable
 
@@ -11,7 +10,15 @@ import pytest
 
 from guessgame.config import Layers, Settings
 from guessgame.host import ServerHost, serving
-from peers import PROBE_REPLY, Peer, eventually, open_fds, thread_names, wait_until_idle
+from peers import (
+    PROBE_REPLY,
+    Peer,
+    eventually,
+    is_idle_session_thread,
+    open_fds,
+    thread_names,
+    wait_until_idle,
+)
 
 
 def mid_line(peer: Peer) -> None:
@@ -108,7 +115,7 @@ def churn(server: ServerHost, count: int) -> None:
 
 def is_idle_pool_worker(name: str) -> bool:
     """A bridge worker, or one of the threaded server's session threads between peers."""
-    return name.startswith("blocking-") or re.fullmatch(r"session_\d+", name) is not None
+    return name.startswith("blocking-") or is_idle_session_thread(name)
 
 
 def idle_pool_workers(names: list[str]) -> int:
