@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from guessgame import config
+from guessgame import config, observe
 from guessgame.config import Layers, Settings
 from hang_watch import pytest_timeout_cancel_timer, pytest_timeout_set_timer
+
+# The suite sees the crossings as the commands do: task names and the wait graph attached.
+observe.attach_defaults()
 
 __all__ = ["pytest_timeout_cancel_timer", "pytest_timeout_set_timer"]  # hooks, used by name
 

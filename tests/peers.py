@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from guessgame.config import Layers
-from guessgame.host import ServerHost
+from guessgame.live.host import ServerHost
 from wire import Wire
 
 CONFIG = Path(__file__).resolve().parent.parent / "guessgame.toml"

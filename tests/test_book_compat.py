@@ -13,7 +13,7 @@ import pytest
 
 import booklike
 from guessgame.config import Settings
-from guessgame.host import serving
+from guessgame.live.host import serving
 from guessgame.protocol import BOOK, DECISION_WORDS, SEED_SCENARIO, VOCABULARIES, Decision
 from harness import play
 from peers import wait_until_idle

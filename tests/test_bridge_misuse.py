@@ -12,7 +12,7 @@ import pytest
 
 from guessgame.bridge import Bridge, BridgeError
 from guessgame.config import Settings
-from guessgame.host import serving
+from guessgame.live.host import serving
 from peers import PROBE_REPLY, Peer, eventually, peers
 
 WORKERS = 4

@@ -12,7 +12,7 @@ import pytest
 from conftest import CONFIG
 from guessgame import app, cli, config
 from guessgame.config import Settings
-from guessgame.host import serving
+from guessgame.live.host import serving
 from guessgame.protocol import DECISION_WORDS, VOCABULARIES, Decision
 from peers import layers_arg, wait_until_idle
 

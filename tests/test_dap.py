@@ -77,7 +77,7 @@ CASES: dict[str, list[tuple[Callable[..., Any], str]]] = {
 }
 
 
-WAITS = '__import__("guessgame.debugging").debugging.waits()'
+WAITS = '__import__("guessgame.observe.debugging").observe.debugging.waits()'
 WATCH = {
     # Paused in the session task on the loop thread: the session thread waits for it.
     "async-session": (compose.System._async_session,

@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 
 from conftest import CONFIG
-from guessgame import cli, config, debugging, protocol
+from guessgame import cli, config, protocol
+from guessgame.observe import debugging
 
 PEER = r"127\.0\.0\.1:\d+"
 
@@ -72,7 +73,7 @@ CASES = {
 COMMANDS = f"""\
 break {BREAKPOINT}
 continue
-p "at", __import__("guessgame.trace").trace.here()
+p "at", __import__("guessgame.observe.trace").observe.trace.here()
 where
 clear 1
 continue

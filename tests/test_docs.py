@@ -79,3 +79,25 @@ def test_every_link_in_the_docs_resolves() -> None:
 
 def test_the_readme_stays_short() -> None:
     assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 200
+
+
+def test_the_readme_layout_names_every_module_outside_bench() -> None:
+    """The README's layout block is the project's one map of its modules."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    layout = readme[readme.index("## Layout"):readme.index("## Read next")]
+    package = ROOT / "src" / "guessgame"
+    missing = []
+    for path in [*sorted(package.rglob("*.py")), package / "default.toml"]:
+        inside = path.relative_to(package)
+        if inside.parts[0] in ("bench", "threaded", "aio") or path.name == "__init__.py":
+            continue  # the bench has its own page; the twins are named as a pair
+        folder_named = len(inside.parts) == 1 or f"{inside.parts[0]}/" in layout
+        if path.name not in layout or not folder_named:
+            missing.append(str(inside))
+    assert not missing, f"README.md's layout does not name {missing}"
+
+
+def test_the_top_level_shows_the_technique_first() -> None:
+    entries = [path.name for path in (ROOT / "src" / "guessgame").iterdir()
+               if path.name != "__pycache__"]
+    assert len(entries) <= 21, sorted(entries)

@@ -14,7 +14,7 @@ import sys
 import threading
 
 from guessgame.config import Settings
-from guessgame.host import serving
+from guessgame.live.host import serving
 from guessgame.protocol import BOUND_LIMIT, REFUSALS
 from peers import PROBE_REPLY, Peer, eventually, peers
 

@@ -7,8 +7,8 @@ import asyncio
 
 from guessgame.bridge import loop_thread_for
 from guessgame.config import SERVER_LAYERS, Layers, Settings
-from guessgame.flavour_stats import FLAVOURS, FlavourStats
-from guessgame.host import ServerHost
+from guessgame.live.flavour_stats import FLAVOURS, FlavourStats
+from guessgame.live.host import ServerHost
 from peers import PROBE, PROBE_REPLY, Peer, wait_until_idle
 
 

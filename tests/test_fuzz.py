@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from guessgame import protocol
 from guessgame.config import Settings
-from guessgame.host import ServerHost, serving
+from guessgame.live.host import ServerHost, serving
 from guessgame.protocol import Guesser, ProtocolError
 from peers import PROBE_REPLY, Peer
 

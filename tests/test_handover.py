@@ -7,7 +7,7 @@ import pytest
 from guessgame import config
 from guessgame.bridge import Bridge
 from guessgame.config import Layers
-from guessgame.host import ServerHost
+from guessgame.live.host import ServerHost
 from peers import (
     CONFIG,
     PROBE_REPLY,

@@ -15,7 +15,7 @@ import pytest
 import booklike
 from guessgame import cli, netutil
 from guessgame.config import Layers, Settings
-from guessgame.host import serving
+from guessgame.live.host import serving
 from peers import CONFIG, DEADLINE, layers_arg, wait_until_idle
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from guessgame.config import Layers, Settings
-from guessgame.host import serving
+from guessgame.live.host import serving
 from peers import CONFIG, Peer, eventually, layers_arg
 
 ARRIVALS = 200

@@ -10,8 +10,8 @@ import pytest
 
 from guessgame import app, cli, config
 from guessgame.config import ConfigError, Layers, Settings
-from guessgame.flavour_stats import Histogram
-from guessgame.rollout import Rollout, number_of
+from guessgame.live.flavour_stats import Histogram
+from guessgame.live.rollout import Rollout, number_of
 from live import config_text
 from peers import CONFIG
 

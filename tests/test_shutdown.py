@@ -17,7 +17,7 @@ import pytest
 from guessgame import cli
 from guessgame.bridge import Bridge, loop_thread_for
 from guessgame.config import SERVER_LAYERS, Layers, Settings
-from guessgame.host import ServerHost
+from guessgame.live.host import ServerHost
 from peers import CONFIG, PROBE_REPLY, Peer, layers_arg, peers
 
 SHUTDOWN_LIMIT = 2.0

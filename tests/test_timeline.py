@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 
 from conftest import CONFIG
-from guessgame import app, trace
+from guessgame import app
 from guessgame.config import Layers, Settings
-from guessgame.timeline import Timeline
+from guessgame.observe import trace
+from guessgame.observe.timeline import Timeline
 
 
 def demo_timeline(settings: Settings, path: Path) -> dict[str, Any]:

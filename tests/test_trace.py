@@ -27,11 +27,12 @@ from pathlib import Path
 import pytest
 
 from conftest import CONFIG
-from guessgame import adapters, app, trace
+from guessgame import adapters, app
 from guessgame.bridge import Bridge
 from guessgame.config import Layers, Settings
+from guessgame.observe import trace
+from guessgame.observe.trace import Record
 from guessgame.protocol import LineTooLong
-from guessgame.trace import Record
 
 # --- which crossings a combination implies -------------------------------------------
 #

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from guessgame.config import Layers, Settings
-from guessgame.host import ServerHost, serving
+from guessgame.live.host import ServerHost, serving
 from peers import (
     PROBE_REPLY,
     Peer,

@@ -1,5 +1,5 @@
 """Who waits on whom: the wait graph names each crossing in flight, on demand (SIGUSR1,
-guessgame.debugging.waits()) and unprompted under --debug, and names a deadlock."""
+guessgame.observe.debugging.waits()) and unprompted under --debug, and names a deadlock."""
 
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ from contextlib import contextmanager
 import pytest
 
 from conftest import CONFIG
-from guessgame import cli, config, debugging, waitgraph, waits
+from guessgame import cli, config
 from guessgame.bridge import Bridge
 from guessgame.config import ConfigError
+from guessgame.observe import debugging, waitgraph, waits
 from wire import Wire
 
 PEER = r"127\.0\.0\.1:\d+"

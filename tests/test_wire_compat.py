@@ -6,7 +6,7 @@ import asyncio
 
 import seedlike
 from guessgame.config import Settings
-from guessgame.host import serving
+from guessgame.live.host import serving
 from guessgame.protocol import DECISION_WORDS, SEED_SCENARIO, Decision, Reported
 from harness import play
 

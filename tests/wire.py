@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from types import TracebackType
 
-from guessgame.host import ServerHost
+from guessgame.live.host import ServerHost
 
 TIMEOUT = 5.0
 

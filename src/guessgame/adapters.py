@@ -11,14 +11,12 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import socket
-import threading
 from typing import Any
 
 import janus
 
-from guessgame import trace, waits
+from guessgame import crossing
 from guessgame.aio import connection as aio
 from guessgame.bridge import Bridge
 from guessgame.protocol import GameError, PeerClosed, ProtocolError
@@ -42,15 +40,14 @@ class BlockingFace:
         self._inbox: janus.Queue[str | GameError] = janus.Queue(INBOX_LINES)
         self._outbox: janus.Queue[str] = janus.Queue(OUTBOX_LINES)
         # The face holds each queue's two ends itself, so that closing can unlink them
-        # from their queue (see _unlink) and they still answer afterwards.
-        self._inbox_sync, self._inbox_async = self._inbox.sync_q, self._inbox.async_q
-        self._outbox_sync, self._outbox_async = self._outbox.sync_q, self._outbox.async_q
+        # from their queue (see _unlink) and they still answer afterwards. While the
+        # crossings are observed, the ends announce each line (crossing.ends).
+        user = f"the thread using connection {self.peer}"
+        self._inbox_sync, self._inbox_async = crossing.ends(
+            self._inbox, "janus (inbox)", user, _received)
+        self._outbox_sync, self._outbox_async = crossing.ends(
+            self._outbox, "janus (outbox)", user, _sent)
         self._send_failure: PeerClosed | None = None
-        self._thread_side: waits.Party = ("any", f"the thread using connection {self.peer}")
-        # Tracing on: the flow id of each line queued, so the timeline can draw an arrow
-        # from the side that put it to the side that took it (as many as lines queued).
-        self._inbox_flows: collections.deque[int] = collections.deque()
-        self._outbox_flows: collections.deque[int] = collections.deque()
         self._reader = asyncio.create_task(self._read(), name=f"reader {self.peer}")
         self._writer = asyncio.create_task(self._write(), name=f"writer {self.peer}")
 
@@ -67,32 +64,16 @@ class BlockingFace:
     # --- the thread's side -----------------------------------------------------------
 
     def send(self, line: str) -> None:
-        if trace.enabled:
-            flow = trace.new_flow()
-            self._outbox_flows.append(flow)
-            trace.crossing("janus", "thread->loop", f"send {line!r}", flow)
-        # The wait graph: blocked only while the outbox is full, waiting for the writer.
-        wait = waits.begin_thread("janus (outbox)", ("task", self._writer))
         try:
             self._outbox_sync.put(line)
         except janus.SyncQueueShutDown:  # the writer failed and closed the outbox
             raise PeerClosed() from self._send_failure
-        finally:
-            waits.end(wait)
 
     def receive(self) -> str:
-        # The wait graph: waiting for the reader task, which waits for the peer (idle).
-        self._thread_side = ("thread", threading.get_ident())
-        wait = waits.begin_thread("janus (inbox)", ("task", self._reader), idle=True)
         try:
-            item = self._inbox_sync.get()
+            item: str | GameError = self._inbox_sync.get()
         except janus.SyncQueueShutDown:  # the reader already handed over the end
             raise PeerClosed() from None
-        finally:
-            waits.end(wait)
-        if trace.enabled:
-            flow = self._inbox_flows.popleft() if self._inbox_flows else 0
-            trace.crossing("janus", "loop->thread", f"receive {item!r}", flow, arrives=True)
         if isinstance(item, GameError):
             try:
                 raise item
@@ -115,15 +96,7 @@ class BlockingFace:
                 item, last = error, error.closes_connection
             except PeerClosed as gone:
                 item, last = gone, True
-            if trace.enabled:
-                flow = trace.new_flow()
-                self._inbox_flows.append(flow)
-                trace.flow_start("janus", "loop->thread", f"receive {item!r}", flow)
-            wait = waits.begin("janus (inbox)", self._thread_side)  # blocks only if full
-            try:
-                await self._inbox_async.put(item)
-            finally:
-                waits.end(wait)
+            await self._inbox_async.put(item)
             # An error's traceback holds this frame, which must not hold the error.
             del item
             if last:
@@ -132,16 +105,10 @@ class BlockingFace:
 
     async def _write(self) -> None:
         while True:
-            wait = waits.begin("janus (outbox)", self._thread_side, idle=True)
             try:
                 line = await self._outbox_async.get()
             except janus.AsyncQueueShutDown:  # closed, and everything queued was sent
                 return
-            finally:
-                waits.end(wait)
-            if trace.enabled and self._outbox_flows:
-                trace.flow_end("janus", "thread->loop", f"send {line!r}",
-                               self._outbox_flows.popleft())
             try:
                 await self._connection.send(line)
             except PeerClosed as gone:
@@ -163,6 +130,14 @@ class BlockingFace:
         _unlink(self._outbox)
         self._send_failure = None  # its traceback holds the writer's frame, so this face
         await self._connection.close()
+
+
+def _received(item: object) -> str:
+    return f"receive {item!r}"
+
+
+def _sent(line: object) -> str:
+    return f"send {line!r}"
 
 
 def _unlink(queue: janus.Queue[Any]) -> None:

@@ -21,8 +21,8 @@ from guessgame import outputs
 from guessgame.bridge import Bridge, loop_thread_for, new_event_loop
 from guessgame.compose import Rounds, System
 from guessgame.config import CLIENT_LAYERS, LAYERS, Settings
-from guessgame.host import ServerHost
-from guessgame.live_server import LiveServer
+from guessgame.live.host import ServerHost
+from guessgame.live.server import LiveServer
 from guessgame.protocol import OURS, SEED_SCENARIO, Game, Vocabulary, round_line
 
 T = TypeVar("T")

@@ -24,11 +24,11 @@ import importlib
 import logging
 import threading
 from collections.abc import Callable, Coroutine, Iterable
-from contextvars import ContextVar
 from typing import Any, Final, TypeVar
 
-from guessgame import trace, waits
+from guessgame import crossing
 from guessgame.config import Settings
+from guessgame.crossing import LOOP_TO_THREAD, THREAD_TO_LOOP
 from guessgame.workers import IDLE_TIMEOUT, WorkerPool
 
 T = TypeVar("T")
@@ -82,10 +82,9 @@ class Bridge:
     @classmethod
     def adopt_running_loop(cls, max_workers: int, idle_timeout: float = IDLE_TIMEOUT) -> Bridge:
         loop = asyncio.get_running_loop()
-        _name_what_runs_on(loop, own_loop=False)
         bridge = cls(loop, None, max_workers, idle_timeout)
         bridge._loop_thread_id = threading.get_ident()
-        waits.watch_loop(loop)
+        crossing.loop_started(loop, own=False)
         return bridge
 
     @classmethod
@@ -93,7 +92,7 @@ class Bridge:
                           idle_timeout: float = IDLE_TIMEOUT) -> Bridge:
         loop = new_event_loop(uvloop)
         loop.set_debug(debug)
-        _name_what_runs_on(loop, own_loop=True)
+        _default_executor_for(loop)
         bridge = cls(loop, None, max_workers, idle_timeout)
         ready = threading.Event()
         bridge._thread = threading.Thread(target=bridge._serve_loop, args=(ready,),
@@ -104,7 +103,7 @@ class Bridge:
 
     def _serve_loop(self, ready: threading.Event) -> None:
         self._loop_thread_id = threading.get_ident()
-        waits.watch_loop(self.loop)
+        crossing.loop_started(self.loop, own=True)
         asyncio.set_event_loop(self.loop)
         self.loop.call_soon(ready.set)
         try:
@@ -117,7 +116,7 @@ class Bridge:
             self.loop.run_until_complete(self.loop.shutdown_asyncgens())
             self.loop.run_until_complete(self.loop.shutdown_default_executor())
             asyncio.set_event_loop(None)
-            waits.unwatch_loop(self.loop)
+            crossing.loop_stopped(self.loop)
             self.loop.close()
 
     @property
@@ -133,55 +132,45 @@ class Bridge:
         """Run `coro` on the loop and block this thread until it ends.
 
         The coroutine runs in a copy of the caller's context, and its exception is
-        raised here with the loop-side traceback kept. Its task is named after the
-        coroutine and the waiting thread, e.g. `System._async_session from session
-        127.0.0.1:50312`, so a debugger or the trace tells whose work it is.
+        raised here with the loop-side traceback kept.
         """
-        name = getattr(coro, "__qualname__", "coroutine")
         if self.in_loop_thread():
             coro.close()
-            raise BridgeError(
-                "run_in_loop() blocks until the coroutine ends, so it cannot be called "
-                "from the event loop thread; await the coroutine instead"
-            )
-        if self.loop.is_closed() or not self.loop.is_running():
-            coro.close()
-            state = "closed" if self.loop.is_closed() else "not running"
-            raise BridgeError(f"cannot run {name}(): the event loop is {state}")
-        flow = 0
-        if trace.enabled:
-            flow = trace.new_flow()
-            trace.crossing("run_coroutine_threadsafe", "thread->loop", name, flow)
-        # The wait graph records this thread waiting; the task factory names the task.
-        wait = waits.begin_thread("run_coroutine_threadsafe")
-        # run_coroutine_threadsafe takes no task name; it creates the task in a callback
-        # that runs in a copy of this context, where the task factory finds the name.
-        token = _NEXT_TASK_NAME.set(
-            (f"{name} from {threading.current_thread().name}", wait, flow))
+            raise BridgeError("run_in_loop() blocks until the coroutine ends, so it cannot be "
+                              "called from the event loop thread; await the coroutine instead")
+        seen = crossing.sent("run_coroutine_threadsafe", THREAD_TO_LOOP,
+                             _name_of(coro)) if crossing.observed else None
         try:
-            # Under the lock that _fail_stranded() takes: a loop that stops after the
-            # check above either sees this call waiting, or refuses it here.
-            with self._waiting_lock:
-                if self._stopped:
-                    coro.close()
-                    raise BridgeError(f"cannot run {name}(): the event loop has stopped")
-                future = asyncio.run_coroutine_threadsafe(coro, self.loop)
-                self._waiting.add(future)
-        except BaseException:
-            waits.end(wait)
-            raise
+            future = self._submit(coro if seen is None else crossing.arrive(coro, seen), coro)
+            try:
+                return future.result()
+            except concurrent.futures.CancelledError:
+                if self._stopped:  # cancelled by _fail_stranded() or with the loop's tasks
+                    raise BridgeError("the event loop stopped before the call ended") from None
+                raise
+            finally:
+                with self._waiting_lock:
+                    self._waiting.discard(future)
         finally:
-            _NEXT_TASK_NAME.reset(token)
-        try:
-            return future.result()
-        except concurrent.futures.CancelledError:
-            if self._stopped:  # cancelled by _fail_stranded() or with the loop's tasks
-                raise BridgeError("the event loop stopped before the call ended") from None
-            raise
-        finally:
-            waits.end(wait)
-            with self._waiting_lock:
-                self._waiting.discard(future)
+            if seen is not None:
+                crossing.returned(seen)
+
+    def _submit(self, work: Coroutine[Any, Any, T],
+                coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[T]:
+        """run_coroutine_threadsafe, refused in a sentence if the loop cannot run `work`
+        (which is `coro`, or the seam's wrapper around it)."""
+        # Under the lock that _fail_stranded() takes: a loop that stops after this check
+        # either sees this call waiting, or refuses it here.
+        with self._waiting_lock:
+            if self.loop.is_closed() or not self.loop.is_running() or self._stopped:
+                state = ("is closed" if self.loop.is_closed() else
+                         "is not running" if not self.loop.is_running() else "has stopped")
+                coro.close()
+                work.close()
+                raise BridgeError(f"cannot run {_name_of(coro)}(): the event loop {state}")
+            future = asyncio.run_coroutine_threadsafe(work, self.loop)
+            self._waiting.add(future)
+            return future
 
     # --- loop -> thread ------------------------------------------------------------
 
@@ -194,20 +183,16 @@ class Bridge:
         call, so a read parked by one connection never queues another connection's,
         and shrink again as workers sit idle (see workers.py).
         """
-        flow = 0
-        if trace.enabled:
-            flow = trace.new_flow()
-            trace.crossing("run_in_executor", "loop->thread", getattr(fn, "__qualname__", "?"),
-                           flow)
-        context = contextvars.copy_context()
-        # The wait graph: this task waits for a worker, named when the call starts.
-        wait = waits.begin(
-            "run_in_executor", ("any", f"a worker of blocking-{purpose} (not started yet)"))
-        call = _NamedCall(context, thread_name, fn, args, wait, flow)
+        seen = crossing.sent("run_in_executor", LOOP_TO_THREAD, _name_of(fn),
+                             ("any", f"a worker of blocking-{purpose} (not started yet)")
+                             ) if crossing.observed else None
+        call = _NamedCall(contextvars.copy_context(), thread_name,
+                          fn if seen is None else crossing.Arriving(fn, seen), args)
         try:
             return await self.loop.run_in_executor(self._executor(purpose), call)
         finally:
-            waits.end(wait)
+            if seen is not None:
+                crossing.returned(seen)
 
     def _executor(self, purpose: str) -> WorkerPool:
         executor = self._executors.get(purpose)
@@ -231,11 +216,14 @@ class Bridge:
     def close(self) -> None:
         """Join the workers; stop and close an owned loop thread. Either way, fail any
         call still waiting on the loop, and refuse new ones."""
-        self.shutdown_executors()
         if self._thread is None:  # an adopted loop: whoever runs it closes it
+            # Stranded calls fail first: this runs on the loop's thread, so a worker still
+            # waiting in run_in_loop would wait for a loop that waits to join it.
             self._fail_stranded()
-            waits.unwatch_loop(self.loop)
+            self.shutdown_executors()
+            crossing.loop_stopped(self.loop)
             return
+        self.shutdown_executors()
         if not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
@@ -257,11 +245,11 @@ async def run_in_new_thread(fn: Callable[[], T], name: str) -> T:
     For rare calls, such as stopping a threaded server during a reload, where a pooled
     worker would stay behind after the call: once the call is done, no thread is left.
     """
-    if trace.enabled:
-        trace.crossing("thread", "loop->thread", getattr(fn, "__qualname__", "?"))
     loop = asyncio.get_running_loop()
     done: asyncio.Future[T] = loop.create_future()
-    context = contextvars.copy_context()
+    seen = crossing.sent("thread", LOOP_TO_THREAD, _name_of(fn)) if crossing.observed else None
+    call = contextvars.copy_context().run
+    work = fn if seen is None else crossing.Arriving(fn, seen)
 
     def settle(result: T | None, error: BaseException | None) -> None:
         if done.cancelled():
@@ -271,16 +259,20 @@ async def run_in_new_thread(fn: Callable[[], T], name: str) -> T:
         else:
             done.set_result(result)  # type: ignore[arg-type]
 
-    def call() -> None:
+    def run() -> None:
         try:
-            result = context.run(fn)
+            result = call(work)
         except BaseException as error:  # raised again in the awaiting task
             loop.call_soon_threadsafe(settle, None, error)
         else:
             loop.call_soon_threadsafe(settle, result, None)
 
-    threading.Thread(target=call, name=name).start()
-    return await done
+    threading.Thread(target=run, name=name).start()
+    try:
+        return await done
+    finally:
+        if seen is not None:
+            crossing.returned(seen)
 
 
 def loop_thread_for(settings: Settings, layers: Iterable[str]) -> Bridge | None:
@@ -295,91 +287,35 @@ def loop_thread_for(settings: Settings, layers: Iterable[str]) -> Bridge | None:
 class _NamedCall:
     """Runs a blocking call in the caller's context, under a telling thread name."""
 
-    __slots__ = ("args", "context", "flow", "fn", "name", "wait")
+    __slots__ = ("args", "context", "fn", "name")
 
     def __init__(self, context: contextvars.Context, name: str | None,
-                 fn: Callable[..., Any], args: tuple[Any, ...], wait: int | None = None,
-                 flow: int = 0) -> None:
+                 fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.context, self.name, self.fn, self.args = context, name, fn, args
-        self.wait, self.flow = wait, flow
 
     def __call__(self) -> Any:
-        if self.wait is not None:
-            waits.set_target(self.wait, ("thread", threading.get_ident()))
         if self.name is None:
-            self._arrive()
             return self.context.run(self.fn, *self.args)
         thread = threading.current_thread()
         pool_name, thread.name = thread.name, self.name
         try:
-            self._arrive()
             return self.context.run(self.fn, *self.args)
         finally:
             thread.name = pool_name
 
-    def _arrive(self) -> None:
-        """For the timeline's arrow: the worker takes the call (tracing on only)."""
-        if self.flow:
-            self.context.run(trace.flow_end, "run_in_executor", "loop->thread",
-                             getattr(self.fn, "__qualname__", "?"), self.flow)
+
+def _name_of(work: object) -> str:
+    return getattr(work, "__qualname__", None) or type(work).__name__
 
 
-def _name_what_runs_on(loop: asyncio.AbstractEventLoop, *, own_loop: bool) -> None:
-    """Name every task, so that a debugger and the trace never show `Task-N`.
-
-    On a loop of our own, also name the threads asyncio starts for itself (to resolve
-    a host name, say). An adopted loop keeps its lazy default executor: setting one
-    would make asyncio.run() start a thread at exit just to shut it down, and the
-    all-async stage starts no thread.
-    """
-    loop.set_task_factory(_named_task)
-    if own_loop:
-        # asyncio insists on a ThreadPoolExecutor here. It resolves host names only, and
-        # never for a numeric address, so a small pool that keeps its threads will do.
-        loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(
-            RESOLVER_WORKERS, thread_name_prefix="blocking-asyncio"))
-
-
-_NEXT_TASK_NAME: ContextVar[tuple[str, int, int] | None] = ContextVar("next_task_name",
-                                                                       default=None)
-"""The name run_in_loop gives the task that run_coroutine_threadsafe is about to create,
-the wait graph's record of the thread that waits for it, and the trace's flow id (or 0)."""
-
-
-class _Task(asyncio.Task[Any]):
-    """A task whose name survives 3.13.0's create_task(), which calls set_name(name)
-    after a task factory even when no name was given, renaming every task `None`."""
-
-    def set_name(self, value: object) -> None:
-        if value is not None:
-            super().set_name(value)
-
-
-def _named_task(loop: asyncio.AbstractEventLoop, coro: Any, *, name: str | None = None,
-                context: contextvars.Context | None = None, **options: Any) -> asyncio.Task[Any]:
-    """The bridge's task factory, so that no task is left named `Task-N`.
-
-    A task created by run_in_loop is named after its coroutine and the waiting thread;
-    any other task created without a name after its coroutine.
-    An explicit create_task(name=...) wins: up to 3.13.0 asyncio renames the task after
-    the factory returns it, and later versions pass the name (and any other option) here.
-    """
-    if name is not None:
-        return _Task(coro, loop=loop, name=name, context=context, **options)
-    pending = _NEXT_TASK_NAME.get()
-    if pending is None:
-        return _Task(coro, loop=loop, name=getattr(coro, "__qualname__", None),
-                     context=context, **options)
-    name, wait, flow = pending
-    # The task's own context must not pass the name on to the tasks it creates.
-    own = context.copy() if context is not None else contextvars.copy_context()
-    own.run(_NEXT_TASK_NAME.set, None)
-    task = _Task(coro, loop=loop, name=name, context=own, **options)
-    waits.set_target(wait, ("task", task))
-    if flow:  # the timeline's arrow ends on the new task's lane
-        own.run(trace.flow_end, "run_coroutine_threadsafe", "thread->loop",
-                getattr(coro, "__qualname__", "coroutine"), flow, task=name)
-    return task
+def _default_executor_for(loop: asyncio.AbstractEventLoop) -> None:
+    """asyncio insists on a ThreadPoolExecutor for its own blocking calls. It resolves
+    host names only, and never for a numeric address, so a small pool that keeps its
+    threads will do, named so that a debugger tells them apart. An adopted loop keeps
+    its lazy default: setting one would make asyncio.run() start a thread at exit just
+    to shut it down, and the all-async stage starts no thread."""
+    loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(
+        RESOLVER_WORKERS, thread_name_prefix="blocking-asyncio"))
 
 
 def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:

@@ -11,9 +11,10 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from guessgame import app, config, debugging, drawing, outputs, timeline, trace, waitgraph
+from guessgame import app, config, observe, outputs
 from guessgame.bench import command as bench
 from guessgame.config import ConfigError, Settings
+from guessgame.observe import debugging, drawing, timeline, trace, waitgraph
 from guessgame.protocol import (
     OURS,
     VOCABULARIES,
@@ -255,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(without_separator(sys.argv[1:] if argv is None else argv))
     configure_logging(args.quiet)
+    observe.attach_defaults()
     try:
         settings = settings_from(args)
         if args.command == "play":

@@ -11,13 +11,14 @@ import asyncio
 import random
 import socket
 
-from guessgame import adapters, trace
+from guessgame import adapters
 from guessgame.aio import client as aio_client
 from guessgame.aio import connection as aio_connection
 from guessgame.aio import session as aio_session
 from guessgame.bridge import Bridge
 from guessgame.config import Layers, Settings
-from guessgame.flavour_stats import Meter
+from guessgame.live.flavour_stats import Meter
+from guessgame.observe import trace
 from guessgame.protocol import OURS, Decision, Game, Guesser, Vocabulary
 from guessgame.reports import Reports
 from guessgame.threaded import client as threaded_client

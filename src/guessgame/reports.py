@@ -15,7 +15,6 @@ it can for STOP_FLUSH seconds, then counts the rest as dropped.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import itertools
 import logging
@@ -25,7 +24,8 @@ import select
 import threading
 import time
 
-from guessgame import protocol, trace, waits
+from guessgame import crossing, protocol
+from guessgame.crossing import LOOP_TO_THREAD, THREAD_TO_LOOP, Carried, Party
 from guessgame.outputs import LinesOutput, Output, Write
 from guessgame.protocol import Event
 
@@ -50,16 +50,14 @@ POLL = 0.1
 
 _END = None  # put once every session has ended; the printer stops at it
 _BRIDGE = "queue (reports)"
-_PRODUCERS: waits.Party = ("any", "the sessions' next report")
+_PRODUCERS: Party = ("any", "the sessions' next report")
 
 
 class Reports:
     def __init__(self, out: Write | Output) -> None:
         self._out: Output = LinesOutput(out) if callable(out) else out
-        self._events: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
+        self._events: queue.SimpleQueue[Event | Carried | None] = queue.SimpleQueue()
         self._printer: threading.Thread | asyncio.Task[None] | None = None
-        # Tracing on: the flow id of each report that crossed, for the timeline's arrows.
-        self._flows: collections.deque[int] = collections.deque()
         self._drops = itertools.count(1)
         self._dropped = 0  # by producers, as counted by _drops
         self._abandoned = 0  # by the printer, when it stopped before printing them
@@ -80,26 +78,25 @@ class Reports:
     # --- producers -----------------------------------------------------------------
 
     # Only a put into the other world is a crossing: a thread feeding a printer task,
-    # or a task feeding a printer thread.
+    # or a task feeding a printer thread. Observed, the report carries its crossing
+    # through the queue, so a dropped report takes its crossing with it.
 
     def put_from_thread(self, event: Event) -> None:
-        if trace.enabled and isinstance(self._printer, asyncio.Task):
-            self._flows.append(flow := trace.new_flow())
-            trace.crossing("SimpleQueue", "thread->loop", f"report {protocol.describe(event)}",
-                           flow)
-        if self._put(event) and self._asleep and self._loop is not None:
+        item: Event | Carried = event
+        if crossing.observed and isinstance(self._printer, asyncio.Task):
+            item = _carried(event, THREAD_TO_LOOP)
+        if self._put(item) and self._asleep and self._loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody to wake
                 self._loop.call_soon_threadsafe(self._wake.set)
 
     def put_from_loop(self, event: Event) -> None:
-        if trace.enabled and isinstance(self._printer, threading.Thread):
-            self._flows.append(flow := trace.new_flow())
-            trace.crossing("SimpleQueue", "loop->thread", f"report {protocol.describe(event)}",
-                           flow)
-        if self._put(event) and self._asleep:
+        item: Event | Carried = event
+        if crossing.observed and isinstance(self._printer, threading.Thread):
+            item = _carried(event, LOOP_TO_THREAD)
+        if self._put(item) and self._asleep:
             self._wake.set()
 
-    def _put(self, event: Event) -> bool:
+    def _put(self, event: Event | Carried) -> bool:
         if self._events.qsize() >= REPORTS_BOUND:
             # next() on a count is atomic, where `+= 1` from many threads loses counts.
             self._dropped = next(self._drops)
@@ -135,13 +132,15 @@ class Reports:
                 break
         self._give_up()
 
-    def _waited(self) -> Event | None:
-        """The next report, with the wait for it in the wait graph (an idle wait)."""
-        wait = waits.begin_thread(_BRIDGE, _PRODUCERS, idle=True)
+    def _waited(self) -> Event | Carried | None:
+        """The next report; observed, the wait for it is an idle one at the seam."""
+        if not crossing.observed:
+            return self._events.get(timeout=DROPS_LOGGED_EVERY)
+        block = crossing.blocked(_BRIDGE, _PRODUCERS, idle=True)
         try:
             return self._events.get(timeout=DROPS_LOGGED_EVERY)
         finally:
-            waits.end(wait)
+            crossing.unblocked(block)
 
     def _wait_for_room_in_thread(self) -> bool:
         """Wait a little for room in the output; False once the stop deadline passed."""
@@ -188,13 +187,14 @@ class Reports:
         self._asleep = True
         try:
             if self._events.empty():
-                wait = waits.begin(_BRIDGE, _PRODUCERS, idle=True)
+                block = crossing.blocked(_BRIDGE, _PRODUCERS, True) if crossing.observed else None
                 try:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(DROPS_LOGGED_EVERY):
                             await self._wake.wait()
                 finally:
-                    waits.end(wait)
+                    if block is not None:
+                        crossing.unblocked(block)
         finally:
             self._asleep = False
         self._log_drops()
@@ -224,7 +224,7 @@ class Reports:
 
     # --- shared by both printers ---------------------------------------------------
 
-    def _take(self, first: Event | None) -> None:
+    def _take(self, first: Event | Carried | None) -> None:
         """Encode `first` and what follows it, up to BATCH_EVENTS, into the unsent bytes."""
         lines = []
         event = first
@@ -232,20 +232,12 @@ class Reports:
             if event is _END:
                 self._ending = True
                 break
-            lines.append(protocol.describe(event) + "\n")
-            self._took(event)
+            lines.append(protocol.describe(_taken(event)) + "\n")
             try:
                 event = self._events.get_nowait()
             except queue.Empty:
                 break
         self._unsent = "".join(lines).encode()
-
-    def _took(self, event: Event) -> None:
-        if trace.enabled and self._flows:  # the report crossed: end the timeline's arrow
-            direction = ("loop->thread" if isinstance(self._printer, threading.Thread)
-                         else "thread->loop")
-            trace.flow_end("SimpleQueue", direction, f"report {protocol.describe(event)}",
-                           self._flows.popleft())
 
     def _write_some(self) -> None:
         taken = self._out.write_some(self._unsent)
@@ -273,3 +265,17 @@ class Reports:
             if self._events.get_nowait() is not _END:
                 self._abandoned += 1
         self._log_drops()
+
+
+def _taken(item: Event | Carried) -> Event:
+    """The report itself; observed, its crossing ends here, with the printer."""
+    if isinstance(item, Carried):
+        crossing.taken(item.crossing)
+        event: Event = item.item
+        return event
+    return item
+
+
+def _carried(event: Event, direction: str) -> Carried:
+    return Carried(event, crossing.sent("SimpleQueue", direction,
+                                        f"report {protocol.describe(event)}"))

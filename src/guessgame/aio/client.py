@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from guessgame import protocol, trace
+from guessgame import protocol
 from guessgame.aio.connection import Lines
+from guessgame.observe import trace
 from guessgame.protocol import OURS, Decision, Game, Judge, Vocabulary
 
 

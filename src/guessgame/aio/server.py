@@ -10,8 +10,9 @@ from collections.abc import Callable, Coroutine, Iterator
 from types import TracebackType
 from typing import Any
 
-from guessgame import netutil, trace
-from guessgame.serving import ACCEPT_RETRY_DELAY, Sessions
+from guessgame import netutil
+from guessgame.admission import ACCEPT_RETRY_DELAY, Sessions
+from guessgame.observe import trace
 
 log = logging.getLogger("guessgame.server")
 

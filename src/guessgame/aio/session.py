@@ -6,8 +6,9 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from guessgame import protocol, trace
+from guessgame import protocol
 from guessgame.aio.connection import Lines
+from guessgame.observe import trace
 from guessgame.protocol import Event, Guesser, PeerClosed, ProtocolError
 
 log = logging.getLogger("guessgame.session")

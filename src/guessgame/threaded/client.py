@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from guessgame import protocol, trace
+from guessgame import protocol
+from guessgame.observe import trace
 from guessgame.protocol import OURS, Decision, Game, Judge, Vocabulary
 from guessgame.threaded.connection import Lines
 

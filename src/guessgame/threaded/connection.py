@@ -7,7 +7,8 @@ import struct
 from types import TracebackType
 from typing import Protocol
 
-from guessgame import netutil, protocol, trace
+from guessgame import netutil, protocol
+from guessgame.observe import trace
 from guessgame.protocol import IdleTimeout, PeerClosed
 
 

@@ -14,8 +14,9 @@ import threading
 from collections.abc import Callable, Iterator
 from types import TracebackType
 
-from guessgame import netutil, trace, workers
-from guessgame.serving import ACCEPT_RETRY_DELAY, Sessions
+from guessgame import netutil, workers
+from guessgame.admission import ACCEPT_RETRY_DELAY, Sessions
+from guessgame.observe import trace
 from guessgame.workers import WorkerPool
 
 log = logging.getLogger("guessgame.server")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from guessgame import protocol, trace
+from guessgame import protocol
+from guessgame.observe import trace
 from guessgame.protocol import Event, Guesser, PeerClosed, ProtocolError
 from guessgame.threaded.connection import Lines
 

@@ -14,7 +14,7 @@ import logging
 import sys
 import threading
 
-from guessgame import waitgraph
+from guessgame.observe import waitgraph
 
 
 def follow_pdb_into_threads() -> bool:
@@ -67,7 +67,7 @@ def waits() -> Text:
     """Who waits on whom, now: every thread with the tasks its loop runs, each at
     `file:line function`, each wait across a bridge, and any deadlock among them.
 
-    From pdb: `p __import__("guessgame.debugging").debugging.waits()`; in VS Code, a
+    From pdb: `p __import__("guessgame.observe.debugging").observe.debugging.waits()`; in VS Code, a
     watch on the same expression. Safe to call from any thread, the loop's included.
     """
     return Text(waitgraph.render(waitgraph.snapshot()))

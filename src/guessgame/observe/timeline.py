@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from guessgame.trace import Record
+from guessgame.observe.trace import Record
 
 
 class Timeline:

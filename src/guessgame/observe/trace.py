@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Final, NamedTuple, TextIO
+
+from guessgame import crossing
 
 enabled = False
 
@@ -46,7 +47,7 @@ class Record(NamedTuple):
     session: str
     layer: str
     event: str
-    flow: int = 0  # a crossing's id, shared by the record that sends it and the one that takes it
+    flow: int = 0  # a crossing's number, shared by the records that send and take it
     arrives: bool = False  # this record takes the crossing `flow` (else it sends it)
 
     def line(self) -> str:
@@ -76,7 +77,7 @@ class Here(NamedTuple):
 
 def here() -> Here:
     """Which thread, task and session the calling code runs in: at a breakpoint, try
-    `p __import__("guessgame.trace").trace.here()` (or a debugger's watch on it)."""
+    `p __import__("guessgame.observe.trace").observe.trace.here()` (or a debugger's watch on it)."""
     return Here(threading.current_thread().name, _task_name(), SESSION_ID.get())
 
 
@@ -88,42 +89,23 @@ def event(layer: str, what: str, flow: int = 0, arrives: bool = False) -> None:
             sink(record)
 
 
-def crossing(mechanism: str, direction: str, what: str, flow: int = 0,
-             arrives: bool = False) -> None:
-    event("bridge", f"{mechanism} {direction} {what}", flow, arrives)
+class _Crossings(crossing.Observer):
+    """While a sink is attached: a line where each crossing is sent, and, for sinks that
+    draw arrows (the timeline), a record where it is taken, bound to it by `flow`."""
+
+    def sent(self, seen: crossing.Crossing) -> None:
+        event("bridge", f"{seen.bridge} {seen.direction} {seen.what}", seen.number)
+
+    def taken(self, seen: crossing.Crossing) -> None:
+        where = here()
+        with _lock:
+            record = Record(time.monotonic(), *where, "bridge",
+                            f"{seen.bridge} {seen.direction} {seen.what}", seen.number, True)
+            for sink in _flow_sinks:
+                sink(record)
 
 
-_flows = itertools.count(1)
-
-
-def new_flow() -> int:
-    """An id binding the record that sends a crossing to the one that takes it."""
-    return next(_flows)
-
-
-def flow_end(mechanism: str, direction: str, what: str, flow: int, *,
-             task: str | None = None) -> None:
-    """The other side of a crossing whose first side already made a line: only sinks
-    that draw arrows get it (the timeline), so the trace's lines stay as they were.
-    `task` names the task about to run, when the taking side is its creation."""
-    where = here()
-    if task is not None:
-        where = where._replace(task=task)
-    with _lock:
-        record = Record(time.monotonic(), *where, "bridge", f"{mechanism} {direction} {what}",
-                        flow, True)
-        for sink in _flow_sinks:
-            sink(record)
-
-
-def flow_start(mechanism: str, direction: str, what: str, flow: int) -> None:
-    """The sending side of a crossing whose taking side makes the line, for the timeline."""
-    where = here()
-    with _lock:
-        record = Record(time.monotonic(), *where, "bridge", f"{mechanism} {direction} {what}",
-                        flow, False)
-        for sink in _flow_sinks:
-            sink(record)
+_CROSSINGS = _Crossings()
 
 
 def add_sink(sink: Sink, flows: bool = False) -> None:
@@ -134,6 +116,7 @@ def add_sink(sink: Sink, flows: bool = False) -> None:
         if flows:
             _flow_sinks.append(sink)
         enabled = True
+    crossing.attach(_CROSSINGS)
 
 
 def remove_sink(sink: Sink) -> None:
@@ -143,6 +126,8 @@ def remove_sink(sink: Sink) -> None:
         if sink in _flow_sinks:
             _flow_sinks.remove(sink)
         enabled = bool(_sinks)
+    if not enabled:
+        crossing.detach(_CROSSINGS)
 
 
 def stream_sink(stream: TextIO | None = None) -> Sink:

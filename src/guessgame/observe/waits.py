@@ -1,10 +1,12 @@
 """Who waits on whom: each crossing in flight between threads and tasks, recorded.
 
-Every bridge records each crossing while it waits: a thread in `run_in_loop` waits for
-the task it started; a task in `run_in_thread` waits for the worker running its call; a
-thread or task blocked on a janus queue waits for the other side; a `TrackedLock`'s
-waiter waits for its holder. Recording is always on and costs a small object and a dict
-insert and pop per crossing (see `guessgame bench --crossings`).
+`WAIT_GRAPH` observes the seam (guessgame.crossing) and records each crossing while its
+sender waits: a thread in `run_in_loop` waits for the task it started; a task in
+`run_in_thread` waits for the worker running its call; a thread or task blocked on a
+janus queue waits for the other side; a `TrackedLock`'s waiter waits for its holder.
+The commands attach it from the start (`observe.attach_defaults()`), so SIGUSR1 always
+has the graph; it costs a small object and a dict insert and pop per crossing (see
+`guessgame bench --crossings`).
 
 waitgraph.py joins these records to the threads' frames and the tasks' await chains,
 finds deadlocks and writes the text. Only waits a bridge can see are recorded: a plain
@@ -20,11 +22,9 @@ import time
 import weakref
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Any
 
-Party = tuple[str, Any]
-"""("thread", ident) or ("task", asyncio.Task); ("lock", TrackedLock) stands for its
-holder, and ("any", text) for a side with no single identity (a report's producers)."""
+from guessgame import crossing
+from guessgame.crossing import Party, me
 
 
 class Crossing:
@@ -45,13 +45,6 @@ _in_flight: dict[int, Crossing] = {}
 _numbers = itertools.count()
 _loops: dict[int, asyncio.AbstractEventLoop] = {}
 _locks: weakref.WeakSet[TrackedLock] = weakref.WeakSet()
-
-
-def me() -> Party:
-    """The calling task if one runs in this thread, else the calling thread."""
-    loop = asyncio._get_running_loop()  # None outside a loop, where current_task() raises
-    task = asyncio.current_task(loop) if loop is not None else None
-    return ("task", task) if task is not None else ("thread", threading.get_ident())
 
 
 def begin(bridge: str, target: Party | None = None, *, waiter: Party | None = None,
@@ -88,6 +81,41 @@ def unwatch_loop(loop: asyncio.AbstractEventLoop) -> None:
     for ident, known in list(_loops.items()):
         if known is loop:
             del _loops[ident]
+
+
+class WaitGraph(crossing.Observer):
+    """The seam's observer that keeps `_in_flight`: a call's sender waits from sent to
+    returned, for whoever took it; a blocked side waits until it goes on."""
+
+    def sent(self, seen: crossing.Crossing) -> None:
+        if seen.is_call:
+            seen.marks["wait"] = begin(seen.bridge, seen.taker, waiter=seen.sender)
+
+    def taken(self, seen: crossing.Crossing) -> None:
+        key = seen.marks.get("wait")
+        if key is not None and seen.taker is not None:
+            set_target(key, seen.taker)
+
+    def returned(self, seen: crossing.Crossing) -> None:
+        key = seen.marks.pop("wait", None)
+        if key is not None:
+            end(key)
+
+    def blocked(self, block: crossing.Block) -> None:
+        block.marks["wait"] = begin(block.bridge, block.waits_for, waiter=block.waiter,
+                                    idle=block.idle)
+
+    def unblocked(self, block: crossing.Block) -> None:
+        end(block.marks["wait"])
+
+    def loop_started(self, loop: asyncio.AbstractEventLoop, own: bool) -> None:
+        watch_loop(loop)
+
+    def loop_stopped(self, loop: asyncio.AbstractEventLoop) -> None:
+        unwatch_loop(loop)
+
+
+WAIT_GRAPH = WaitGraph()
 
 
 class TrackedLock:
@@ -138,10 +166,10 @@ def stalled(threshold: float) -> list[Crossing]:
     reported. Idle waits (a thread waiting for the peer's next line) are not stalls."""
     now = time.monotonic()
     found = []
-    for crossing in list(_in_flight.values()):
-        if not crossing.reported and not crossing.idle and now - crossing.since > threshold:
-            crossing.reported = True
-            found.append(crossing)
+    for waiting in list(_in_flight.values()):
+        if not waiting.reported and not waiting.idle and now - waiting.since > threshold:
+            waiting.reported = True
+            found.append(waiting)
     return found
 
 

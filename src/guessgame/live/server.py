@@ -37,11 +37,13 @@ from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Final
 
-from guessgame import debugging, netutil, reload, waitgraph
+from guessgame import netutil
 from guessgame.bridge import Bridge, new_event_loop, run_in_new_thread
 from guessgame.config import SERVER_LAYERS, Settings
-from guessgame.flavour_stats import FlavourStats
-from guessgame.host import LISTEN_BACKLOG, ServerHost
+from guessgame.live import reload
+from guessgame.live.flavour_stats import FlavourStats
+from guessgame.live.host import LISTEN_BACKLOG, ServerHost
+from guessgame.observe import debugging, waitgraph
 from guessgame.outputs import Output, Write
 
 log = logging.getLogger("guessgame")

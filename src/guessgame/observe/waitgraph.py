@@ -1,7 +1,7 @@
 """The wait graph: the recorded crossings joined to every thread's frame and every
 task's await chain, with cycles named as deadlocks, as one text.
 
-`snapshot()` takes the graph, `render()` writes it; guessgame.debugging.waits() does
+`snapshot()` takes the graph, `render()` writes it; guessgame.observe.debugging.waits() does
 both. `StallWatch` (only under --debug) prints it when a crossing waits too long.
 """
 
@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from types import FrameType, TracebackType
 from typing import Any, Final
 
-from guessgame import waits
-from guessgame.waits import Crossing, Party
+from guessgame.crossing import Party
+from guessgame.observe import waits
+from guessgame.observe.waits import Crossing
 
 LOOP_SNAPSHOT_TIMEOUT: Final = 0.2
 """Seconds to wait for the loop to list its own tasks before reading them from outside."""

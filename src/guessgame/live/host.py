@@ -17,10 +17,10 @@ from guessgame import netutil
 from guessgame.aio import server as aio_server
 from guessgame.bridge import Bridge, loop_thread_for
 from guessgame.config import SERVER_LAYERS, Settings
-from guessgame.flavour_stats import FlavourStats
+from guessgame.live.flavour_stats import FlavourStats
+from guessgame.live.rollout import PerConnection
 from guessgame.outputs import Output, Write
 from guessgame.reports import Reports
-from guessgame.rollout import PerConnection
 from guessgame.threaded import server as threaded_server
 
 LISTEN_BACKLOG = 4096

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from guessgame.config import ConfigError
-from guessgame.timeline import Timeline, crossings, slice_ends
+from guessgame.observe.timeline import Timeline, crossings, slice_ends
 
 COLOURS = {"connection": "#4c72b0", "session": "#55a868", "client": "#c44e52",
            "server": "#8172b2", "bridge": "#dd8452"}

@@ -1,0 +1,297 @@
+"""The one seam every crossing between a thread and the event loop passes.
+
+A crossing is work handed from one world to the other: a call (`run_in_loop`,
+`run_in_thread`, a thread of its own) or an item (a line through a janus queue, a report
+through the report queue). The bridges announce each one here, and nowhere else:
+
+- `sent(...)`      in the sender, as it hands the work over; returns the `Crossing`;
+- `taken(c)`       in the taker, as it takes the work, before it runs it or uses it;
+- `returned(c)`    in the sender of a call, once the outcome is back.
+
+A side about to block on a queue (full, or empty) says so with `blocked()`, and
+`unblocked()` once it goes on. A loop joining or leaving the process says so with
+`loop_started()` and `loop_stopped()`.
+
+Observers (the trace, the timeline's arrows, the wait graph, task names, the debugger's
+step-across) subclass `Observer` and `attach()` themselves, as trio's instruments do.
+With none attached, `observed` is False, and that one check is all a crossing costs:
+call sites test it before anything else, and queue ends are wrapped only while observed
+(`ends()`), so an unobserved line pays nothing at all.
+
+The rules:
+- A hook runs in the thread (and task) where its side of the crossing runs: a debugger
+  can stop there, and `threading.current_thread()` and `asyncio.current_task()` name it.
+- Hooks never block and never raise into the bridge: a failing observer is detached
+  and logged, and the crossing goes on.
+- Observers see the connections opened after they attach; calls are seen at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, Final, Generic, NamedTuple, TypeVar
+
+T = TypeVar("T")
+
+THREAD_TO_LOOP: Final = "thread->loop"
+LOOP_TO_THREAD: Final = "loop->thread"
+
+Party = tuple[str, Any]
+"""("thread", ident), ("task", asyncio.Task), ("lock", lock) for its holder, or
+("any", text) for a side with no single identity (a report's producers)."""
+
+log = logging.getLogger("guessgame")
+
+observed = False
+"""True while an observer is attached: the only thing a crossing looks at otherwise."""
+
+_observers: tuple[Observer, ...] = ()
+_lock = threading.Lock()
+_numbers = itertools.count(1)
+
+
+def me() -> Party:
+    """The calling task if one runs in this thread, else the calling thread."""
+    loop = asyncio._get_running_loop()  # None outside a loop, where current_task() raises
+    task = asyncio.current_task(loop) if loop is not None else None
+    return ("task", task) if task is not None else ("thread", threading.get_ident())
+
+
+class Crossing:
+    """One crossing in flight, as observers see it. `marks` is theirs to keep state in,
+    each under a key of its own (a wait's record, a debugger's intent)."""
+
+    __slots__ = ("bridge", "direction", "marks", "number", "sender", "sender_name", "taker",
+                 "what")
+
+    def __init__(self, bridge: str, direction: str, what: str, taker: Party | None) -> None:
+        self.number = next(_numbers)  # itertools.count is atomic under the GIL
+        self.bridge = bridge  # the mechanism: run_coroutine_threadsafe, janus, ...
+        self.direction = direction
+        self.what = what  # the coroutine's or function's name, or the item described
+        self.sender = me()
+        self.sender_name = threading.current_thread().name
+        self.taker = taker  # filled in by taken(), where the taker is known
+        self.marks: dict[str, Any] = {}
+
+    @property
+    def is_call(self) -> bool:
+        return self.bridge in CALLS
+
+
+CALLS: Final = frozenset({"run_coroutine_threadsafe", "run_in_executor", "thread"})
+"""The mechanisms whose sender waits for an outcome, and so gets `returned()`."""
+
+
+class Block:
+    """A side waiting on a queue, as observers see it."""
+
+    __slots__ = ("bridge", "idle", "marks", "waiter", "waits_for")
+
+    def __init__(self, bridge: str, waits_for: Party, idle: bool) -> None:
+        self.bridge = bridge
+        self.waiter = me()
+        self.waits_for = waits_for
+        self.idle = idle  # waiting for input a peer may never send: not a stall
+        self.marks: dict[str, Any] = {}
+
+
+class Observer:
+    """Hooks at the seam; each does nothing unless overridden."""
+
+    def sent(self, crossing: Crossing) -> None: ...
+
+    def taken(self, crossing: Crossing) -> None: ...
+
+    def returned(self, crossing: Crossing) -> None: ...
+
+    def blocked(self, block: Block) -> None: ...
+
+    def unblocked(self, block: Block) -> None: ...
+
+    def loop_started(self, loop: asyncio.AbstractEventLoop, own: bool) -> None:
+        """`own`: the bridge started this loop in a thread of its own."""
+
+    def loop_stopped(self, loop: asyncio.AbstractEventLoop) -> None: ...
+
+
+def attach(observer: Observer) -> None:
+    global observed, _observers
+    with _lock:
+        if observer not in _observers:
+            _observers = (*_observers, observer)
+        observed = True
+
+
+def detach(observer: Observer) -> None:
+    global observed, _observers
+    with _lock:
+        _observers = tuple(known for known in _observers if known is not observer)
+        observed = bool(_observers)
+
+
+def observers() -> tuple[Observer, ...]:
+    return _observers
+
+
+def _each(hook: str, *args: Any) -> None:
+    for observer in _observers:
+        try:
+            getattr(observer, hook)(*args)
+        except Exception:  # an observer's bug must not break the crossing it watches
+            detach(observer)
+            log.exception("crossing observer %r failed in %s(); detached", observer, hook)
+
+
+def sent(bridge: str, direction: str, what: str, taker: Party | None = None) -> Crossing:
+    crossing = Crossing(bridge, direction, what, taker)
+    _each("sent", crossing)
+    return crossing
+
+
+def taken(crossing: Crossing) -> None:
+    crossing.taker = me()
+    _each("taken", crossing)
+
+
+def returned(crossing: Crossing) -> None:
+    _each("returned", crossing)
+
+
+def blocked(bridge: str, waits_for: Party, idle: bool = False) -> Block:
+    block = Block(bridge, waits_for, idle)
+    _each("blocked", block)
+    return block
+
+
+def unblocked(block: Block) -> None:
+    _each("unblocked", block)
+
+
+def loop_started(loop: asyncio.AbstractEventLoop, own: bool) -> None:
+    _each("loop_started", loop, own)
+
+
+def loop_stopped(loop: asyncio.AbstractEventLoop) -> None:
+    _each("loop_stopped", loop)
+
+
+# --- calls: the taking side announces itself as the work starts ----------------------
+
+
+async def arrive(coro: Coroutine[Any, Any, T], crossing: Crossing) -> T:
+    """The coroutine `run_in_loop` hands over while observed: it announces the take in
+    the new task, before the coroutine's first line runs."""
+    taken(crossing)
+    return await coro
+
+
+class Arriving(Generic[T]):
+    """The blocking call `run_in_thread` hands over while observed, likewise."""
+
+    __slots__ = ("crossing", "fn")
+
+    def __init__(self, fn: Callable[..., T], crossing: Crossing) -> None:
+        self.fn, self.crossing = fn, crossing
+
+    def __call__(self, *args: Any) -> T:
+        taken(self.crossing)
+        return self.fn(*args)
+
+
+# --- items: queue ends that announce what they carry --------------------------------
+
+
+class Carried(NamedTuple):
+    """An item in a queue, with the crossing it is on (observed queues only)."""
+
+    item: Any
+    crossing: Crossing
+
+
+class _Sides:
+    """Who is on each side of one queue, learnt as they use it, for the wait graph."""
+
+    def __init__(self, thread_side: str) -> None:
+        self.thread: Party = ("any", thread_side)
+        self.task: Party = ("any", "the loop side (not started yet)")
+
+
+class _ObservedEnd:
+    def __init__(self, end: Any, mechanism: str, name: str, sides: _Sides,
+                 describe: Callable[[Any], str]) -> None:
+        self._end, self._mechanism, self._bridge = end, mechanism, name
+        self._sides, self._describe = sides, describe
+
+
+class ObservedThreadEnd(_ObservedEnd):
+    """The thread's end of a janus queue (janus.SyncQueue), announcing each item."""
+
+    def put(self, item: Any) -> None:
+        self._sides.thread = ("thread", threading.get_ident())
+        carried = Carried(item, sent(self._mechanism, THREAD_TO_LOOP, self._describe(item)))
+        block = blocked(self._bridge, self._sides.task) if self._end.full() else None
+        try:
+            self._end.put(carried)
+        finally:
+            if block is not None:
+                unblocked(block)
+
+    def get(self) -> Any:
+        self._sides.thread = ("thread", threading.get_ident())
+        block = blocked(self._bridge, self._sides.task, idle=True) if self._end.empty() else None
+        try:
+            carried = self._end.get()
+        finally:
+            if block is not None:
+                unblocked(block)
+        return _unwrap(carried)
+
+
+class ObservedLoopEnd(_ObservedEnd):
+    """The loop's end of a janus queue (janus.AsyncQueue), announcing each item."""
+
+    async def put(self, item: Any) -> None:
+        self._sides.task = me()
+        carried = Carried(item, sent(self._mechanism, LOOP_TO_THREAD, self._describe(item)))
+        block = blocked(self._bridge, self._sides.thread) if self._end.full() else None
+        try:
+            await self._end.put(carried)
+        finally:
+            if block is not None:
+                unblocked(block)
+
+    async def get(self) -> Any:
+        self._sides.task = me()
+        block = (blocked(self._bridge, self._sides.thread, idle=True) if self._end.empty()
+                 else None)
+        try:
+            carried = await self._end.get()
+        finally:
+            if block is not None:
+                unblocked(block)
+        return _unwrap(carried)
+
+
+def _unwrap(carried: Any) -> Any:
+    if type(carried) is not Carried:  # put before the observer attached
+        return carried
+    taken(carried.crossing)
+    return carried.item
+
+
+def ends(queue: Any, name: str, thread_side: str,
+         describe: Callable[[Any], str] = repr) -> tuple[Any, Any]:
+    """A janus queue's (thread end, loop end): the queue's own while unobserved, else
+    ends that announce each item they carry. `name` is the queue's in the wait graph,
+    e.g. `janus (inbox)`; `thread_side` names the thread's side until it is first seen."""
+    if not observed:
+        return queue.sync_q, queue.async_q
+    sides = _Sides(thread_side)
+    mechanism = name.split()[0]
+    return (ObservedThreadEnd(queue.sync_q, mechanism, name, sides, describe),
+            ObservedLoopEnd(queue.async_q, mechanism, name, sides, describe))
