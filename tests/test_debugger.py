@@ -9,13 +9,16 @@ fires whether the session runs in a thread, a worker, the loop thread or the mai
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import bdb
+import inspect
 import json
 import logging
 import re
 import subprocess
 import sys
+import textwrap
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +26,9 @@ from typing import Any
 import pytest
 
 from conftest import CONFIG
-from guessgame import cli, config, protocol
+from guessgame import adapters, cli, compose, config, protocol, reports
 from guessgame.observe import debugging
+from pdbdrive import Debugged, Stop
 
 PEER = r"127\.0\.0\.1:\d+"
 
@@ -186,3 +190,137 @@ def test_pdb_reaches_threads_already_running_from_python_3_12() -> None:
         assert seen == ([tracer] if sys.version_info >= (3, 12) else [None])
     finally:
         threading.settrace(None)
+
+
+# --- guessgame debug: the thread-aware pdb, and steps across the bridges ------------------
+
+PLUMBING_FILES = re.compile(r"/(bridge|workers|crossing)\.py$|/observe/|/asyncio/|/concurrent/"
+                            r"|/threading\.py$|/janus/|/selectors\.py$|/queue\.py$")
+
+
+def statement_lines(function: Any, line: int) -> range:
+    """The lines of the statement that starts at `line` in `function`."""
+    source, first = inspect.getsourcelines(function)
+    tree = ast.parse(textwrap.dedent("".join(source)))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.stmt) and node.lineno + first - 1 == line:
+            return range(line, (node.end_lineno or node.lineno) + first)
+    return range(line, line + 1)
+
+
+def line_of(function: Any, text: str) -> int:
+    source, first = inspect.getsourcelines(function)
+    return first + next(i for i, code in enumerate(source) if text in code)
+
+
+@dataclass(frozen=True)
+class Across:
+    sender: Any  # the function with the crossing line
+    text: str  # the crossing line's code
+    taker: Any  # the function the step lands in
+    thread: str  # regex: the thread it lands in
+    task: str  # regex: the task it lands in, "-" outside one
+    first_line: bool  # lands on the taker's first line (a call), else where it takes
+
+    @property
+    def line(self) -> int:
+        return line_of(self.sender, self.text)
+
+
+SESSION_THREAD = f"session {PEER}"
+RUN_SESSION = Across(compose.System.serve_in_thread, "self.bridge.run_in_loop(self._async_",
+                     compose.System._async_session, "event-loop",
+                     f"System._async_session from session {PEER}", True)
+OPEN = Across(compose.System._blocking_session, "self.bridge.run_in_loop(",
+              adapters.BlockingFace.open, "event-loop",
+              f"BlockingFace.open from session {PEER}", True)
+CONNECT = Across(compose.System._blocking_play, "self.bridge.run_in_loop(",
+                 adapters.BlockingFace.connect, "event-loop",
+                 "BlockingFace.connect from MainThread", True)
+SEND = Across(adapters.BlockingFace.send, "self._outbox_sync.put(line)",
+              adapters.BlockingFace._write, "event-loop", f"writer {PEER}", False)
+READ = Across(adapters.BlockingFace._read, "await self._inbox_async.put(item)",
+              adapters.BlockingFace.receive, f"{SESSION_THREAD}|MainThread", "-", False)
+REPORT_FROM_LOOP = Across(reports.Reports.put_from_loop, "item = _carried(",
+                          reports.Reports._take, "reports", "-", False)
+REPORT_FROM_THREAD = Across(reports.Reports.put_from_thread, "item = _carried(",
+                            reports.Reports._take, "event-loop", "reports", False)
+RUN_BLOCKING = Across(compose.System.serve_in_task, "await self.bridge.run_in_thread(",
+                      compose.System._blocking_session, SESSION_THREAD, "-", True)
+
+ACROSS = {
+    "async-connection": {"open": OPEN, "send": SEND, "read": READ},
+    "async-session": {"session": RUN_SESSION, "send": SEND, "read": READ,
+                      "report": REPORT_FROM_LOOP},
+    "async-server": {"connect": CONNECT, "send": SEND, "read": READ},
+    "server": {"session": RUN_BLOCKING, "report": REPORT_FROM_THREAD},
+}
+
+
+def debugged_demo(stage: str) -> Debugged:
+    pick = ["--async", stage] if stage == "server" else ["--stage", stage]
+    return Debugged(["demo", "--config", str(CONFIG), *pick, "--seed", "1", "-q"])
+
+
+def not_plumbing(stop: Stop) -> Stop:
+    assert not PLUMBING_FILES.search(stop.file), f"stopped in plumbing: {stop.where}\n{stop.text}"
+    return stop
+
+
+@pytest.mark.parametrize(("stage", "crossing"),
+                         [(stage, name) for stage, cases in ACROSS.items() for name in cases])
+def test_step_into_a_crossing_lands_on_the_other_side_and_comes_back(
+        stage: str, crossing: str) -> None:
+    across = ACROSS[stage][crossing]
+    sender_file = inspect.getsourcefile(across.sender)
+    statement = statement_lines(across.sender, across.line)
+    pdb = debugged_demo(stage)
+    try:
+        pdb.stop()
+        pdb.reply(f"break {sender_file}:{across.line}")
+        at = not_plumbing(pdb.command("continue"))
+        assert (at.function, at.line) == (across.sender.__name__, across.line), at.text
+        where_at = pdb.reply("where")
+        pdb.reply("clear 1")
+        # Python may stop on the statement's other lines first, as it evaluates them.
+        landed = not_plumbing(pdb.command("step"))
+        while landed.thread == at.thread and landed.line in statement:
+            landed = not_plumbing(pdb.command("step"))
+        assert landed.function == across.taker.__name__, landed.text
+        assert re.fullmatch(across.thread, landed.thread), landed.where
+        assert re.fullmatch(across.task, landed.task), landed.where
+        if across.first_line:
+            assert landed.line == first_body_line(across.taker), landed.where
+            assert "[stepped across " in landed.text, landed.text
+        else:
+            assert "[took " in landed.text, landed.text
+        assert landed.session == at.session or "-" in (landed.session, at.session)
+        # `where`: this side, the crossing, then the side that sent it.
+        where = pdb.reply("where")
+        mine, _, theirs = where.partition("  --- ")
+        assert across.taker.__name__ in mine and f"{across.sender.__name__}()" in theirs, where
+
+        if at.task != "-" and not across.first_line:
+            # A loop that sent an item is not held (the taker may need the loop), so it
+            # has gone on: the step ends the crossing, and nothing stops again.
+            out = pdb.finish()
+            assert "client: 12 is CORRECT" in out and "exited with status 0" in out
+            return
+        back = not_plumbing(pdb.command("return" if across.first_line else "step"))
+        for _ in range(5):  # --Return-- of the work, then its way back
+            if back.thread == at.thread and back.task == at.task:
+                break
+            back = not_plumbing(pdb.command("step"))
+        assert (back.thread, back.task) == (at.thread, at.task), back.text
+        if at.task == "-":
+            assert back.function == at.function, back.where
+            assert back.line > at.line or (back.returning and back.line in statement), \
+                back.where
+        else:  # a coroutine's return is no stop under `next`: its next line, or its caller's
+            assert (back.function == at.function and back.line > at.line) \
+                or back.function in where_at, back.where
+        out = pdb.finish()
+    finally:
+        pdb.close()
+    assert "client: 12 is CORRECT" in out
+    assert "exited with status 0" in out

@@ -14,7 +14,7 @@ from typing import TextIO
 from guessgame import app, config, observe, outputs
 from guessgame.bench import command as bench
 from guessgame.config import ConfigError, Settings
-from guessgame.observe import debugging, drawing, timeline, trace, waitgraph
+from guessgame.observe import debugging, drawing, threadpdb, timeline, trace, waitgraph
 from guessgame.protocol import (
     OURS,
     VOCABULARIES,
@@ -104,6 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("stages", parents=[common], help="list the stages in the config",
                         description="List every stage in the config with its async layers, "
                                     "and mark the current one.")
+    debug = commands.add_parser(
+        "debug", help="run a command under a pdb that knows threads and tasks",
+        description="Run COMMAND (demo, serve, play, ...) with --debug under pdb, one per "
+                    "thread: step and next stay in the thread and task they were taken in, "
+                    "a step into a bridge crossing lands on the other side, one thread at a "
+                    "time has the prompt, and `threads`, `tasks` and `waits` show the rest.")
+    debug.add_argument("argv", nargs=argparse.REMAINDER, metavar="COMMAND ...",
+                       help="the guessgame command and its options")
     bench.add_parser(commands)
     return parser
 
@@ -255,6 +263,10 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(without_separator(sys.argv[1:] if argv is None else argv))
+    if args.command == "debug":
+        if not args.argv or args.argv[0] == "debug":
+            parser.error("debug needs a command to run, e.g. `guessgame debug demo`")
+        return threadpdb.run(args.argv)
     configure_logging(args.quiet)
     observe.attach_defaults()
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+from typing import Any
 
 from guessgame import adapters
 from guessgame.aio import client as aio_client
@@ -41,17 +42,13 @@ class System:
         self.settings = settings
         self.layers = settings.layers if layers is None else layers
         self._meter = meter
-        self._bridge = bridge
+        # A plain attribute, not a property: a step into `self.bridge.run_in_loop(...)`
+        # then goes straight across the bridge instead of into a getter first.
+        self.bridge: Bridge = bridge if bridge is not None else _NoBridge(self.layers.label)
         self._reports = reports
         self._seed = seed
         self._limit = settings.max_line_bytes
         self._idle = settings.effective_idle_timeout
-
-    @property
-    def bridge(self) -> Bridge:
-        if self._bridge is None:
-            raise ValueError(f"layers {self.layers.label} need an event loop bridge")
-        return self._bridge
 
     def _guesser(self, session_id: str) -> Guesser:
         # Seeded per session, so a seed gives the same guesses whatever runs them.
@@ -79,10 +76,9 @@ class System:
         else:
             # The worker takes the task's name, `session <peer>`: asking the socket for
             # its peer would be one more system call on the loop for every arrival.
-            await self.bridge.run_in_thread(
-                "session", self._blocking_session, sock, session_id,
-                thread_name=_task_name(),
-            )
+            name = _task_name()
+            await self.bridge.run_in_thread("session", self._blocking_session, sock,
+                                            session_id, thread_name=name)
 
     def _blocking_session(self, sock: socket.socket, session_id: str) -> None:
         connection: threaded_connection.Lines
@@ -166,3 +162,15 @@ class System:
 def _task_name() -> str:
     task = asyncio.current_task()
     return "session" if task is None else task.get_name()
+
+
+class _NoBridge(Bridge):
+    """Stands in for the bridge of a system that has none: any use of it says so."""
+
+    def __init__(self, label: str) -> None:  # no loop, no pools: nothing to set up
+        self._label = label
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "_label":
+            return object.__getattribute__(self, name)
+        raise ValueError(f"layers {self._label} need an event loop bridge")

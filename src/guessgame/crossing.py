@@ -6,7 +6,9 @@ through the report queue). The bridges announce each one here, and nowhere else:
 
 - `sent(...)`      in the sender, as it hands the work over; returns the `Crossing`;
 - `taken(c)`       in the taker, as it takes the work, before it runs it or uses it;
-- `returned(c)`    in the sender of a call, once the outcome is back.
+- `finished(c)`    in the taker of a call, once the work has returned or raised;
+- `returned(c)`    in the sender as it goes on: a call's outcome is back, or an item is
+                   in its queue (a debugger that followed the item holds the sender here).
 
 A side about to block on a queue (full, or empty) says so with `blocked()`, and
 `unblocked()` once it goes on. A loop joining or leaving the process says so with
@@ -21,8 +23,8 @@ call sites test it before anything else, and queue ends are wrapped only while o
 The rules:
 - A hook runs in the thread (and task) where its side of the crossing runs: a debugger
   can stop there, and `threading.current_thread()` and `asyncio.current_task()` name it.
-- Hooks never block and never raise into the bridge: a failing observer is detached
-  and logged, and the crossing goes on.
+- Hooks never block (but a debugger's, while its user steps) and never raise into the
+  bridge: a failing observer is detached and logged, and the crossing goes on.
 - Observers see the connections opened after they attach; calls are seen at once.
 """
 
@@ -33,6 +35,7 @@ import itertools
 import logging
 import threading
 from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import Any, Final, Generic, NamedTuple, TypeVar
 
 T = TypeVar("T")
@@ -65,18 +68,27 @@ class Crossing:
     """One crossing in flight, as observers see it. `marks` is theirs to keep state in,
     each under a key of its own (a wait's record, a debugger's intent)."""
 
-    __slots__ = ("bridge", "direction", "marks", "number", "sender", "sender_name", "taker",
-                 "what")
+    __slots__ = ("_what", "bridge", "direction", "marks", "number", "sender", "sender_name",
+                 "taker")
 
-    def __init__(self, bridge: str, direction: str, what: str, taker: Party | None) -> None:
+    def __init__(self, bridge: str, direction: str, what: str | Callable[[], str],
+                 taker: Party | None) -> None:
         self.number = next(_numbers)  # itertools.count is atomic under the GIL
         self.bridge = bridge  # the mechanism: run_coroutine_threadsafe, janus, ...
         self.direction = direction
-        self.what = what  # the coroutine's or function's name, or the item described
+        self._what = what
         self.sender = me()
         self.sender_name = threading.current_thread().name
         self.taker = taker  # filled in by taken(), where the taker is known
         self.marks: dict[str, Any] = {}
+
+    @property
+    def what(self) -> str:
+        """The coroutine's or function's name, or the item described. An item is described
+        only when an observer asks, so a step into a crossing meets no code of ours first."""
+        if not isinstance(self._what, str):
+            self._what = self._what()
+        return self._what
 
     @property
     def is_call(self) -> bool:
@@ -84,7 +96,7 @@ class Crossing:
 
 
 CALLS: Final = frozenset({"run_coroutine_threadsafe", "run_in_executor", "thread"})
-"""The mechanisms whose sender waits for an outcome, and so gets `returned()`."""
+"""The mechanisms whose sender waits for an outcome; the others carry items."""
 
 
 class Block:
@@ -106,6 +118,8 @@ class Observer:
     def sent(self, crossing: Crossing) -> None: ...
 
     def taken(self, crossing: Crossing) -> None: ...
+
+    def finished(self, crossing: Crossing) -> None: ...
 
     def returned(self, crossing: Crossing) -> None: ...
 
@@ -147,7 +161,8 @@ def _each(hook: str, *args: Any) -> None:
             log.exception("crossing observer %r failed in %s(); detached", observer, hook)
 
 
-def sent(bridge: str, direction: str, what: str, taker: Party | None = None) -> Crossing:
+def sent(bridge: str, direction: str, what: str | Callable[[], str],
+         taker: Party | None = None) -> Crossing:
     crossing = Crossing(bridge, direction, what, taker)
     _each("sent", crossing)
     return crossing
@@ -156,6 +171,10 @@ def sent(bridge: str, direction: str, what: str, taker: Party | None = None) -> 
 def taken(crossing: Crossing) -> None:
     crossing.taker = me()
     _each("taken", crossing)
+
+
+def finished(crossing: Crossing) -> None:
+    _each("finished", crossing)
 
 
 def returned(crossing: Crossing) -> None:
@@ -187,7 +206,10 @@ async def arrive(coro: Coroutine[Any, Any, T], crossing: Crossing) -> T:
     """The coroutine `run_in_loop` hands over while observed: it announces the take in
     the new task, before the coroutine's first line runs."""
     taken(crossing)
-    return await coro
+    try:
+        return await coro
+    finally:
+        finished(crossing)
 
 
 class Arriving(Generic[T]):
@@ -200,7 +222,10 @@ class Arriving(Generic[T]):
 
     def __call__(self, *args: Any) -> T:
         taken(self.crossing)
-        return self.fn(*args)
+        try:
+            return self.fn(*args)
+        finally:
+            finished(self.crossing)
 
 
 # --- items: queue ends that announce what they carry --------------------------------
@@ -233,13 +258,15 @@ class ObservedThreadEnd(_ObservedEnd):
 
     def put(self, item: Any) -> None:
         self._sides.thread = ("thread", threading.get_ident())
-        carried = Carried(item, sent(self._mechanism, THREAD_TO_LOOP, self._describe(item)))
+        described = partial(self._describe, item)
+        carried = Carried(item, sent(self._mechanism, THREAD_TO_LOOP, described))
         block = blocked(self._bridge, self._sides.task) if self._end.full() else None
         try:
             self._end.put(carried)
         finally:
             if block is not None:
                 unblocked(block)
+        returned(carried.crossing)
 
     def get(self) -> Any:
         self._sides.thread = ("thread", threading.get_ident())
@@ -257,13 +284,15 @@ class ObservedLoopEnd(_ObservedEnd):
 
     async def put(self, item: Any) -> None:
         self._sides.task = me()
-        carried = Carried(item, sent(self._mechanism, LOOP_TO_THREAD, self._describe(item)))
+        described = partial(self._describe, item)
+        carried = Carried(item, sent(self._mechanism, LOOP_TO_THREAD, described))
         block = blocked(self._bridge, self._sides.thread) if self._end.full() else None
         try:
             await self._end.put(carried)
         finally:
             if block is not None:
                 unblocked(block)
+        returned(carried.crossing)
 
     async def get(self) -> Any:
         self._sides.task = me()

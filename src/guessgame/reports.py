@@ -23,6 +23,7 @@ import queue
 import select
 import threading
 import time
+from functools import partial
 
 from guessgame import crossing, protocol
 from guessgame.crossing import LOOP_TO_THREAD, THREAD_TO_LOOP, Carried, Party
@@ -88,6 +89,8 @@ class Reports:
         if self._put(item) and self._asleep and self._loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody to wake
                 self._loop.call_soon_threadsafe(self._wake.set)
+        if type(item) is Carried:  # told once the printer can take it
+            crossing.returned(item.crossing)
 
     def put_from_loop(self, event: Event) -> None:
         item: Event | Carried = event
@@ -95,6 +98,8 @@ class Reports:
             item = _carried(event, LOOP_TO_THREAD)
         if self._put(item) and self._asleep:
             self._wake.set()
+        if type(item) is Carried:
+            crossing.returned(item.crossing)
 
     def _put(self, event: Event | Carried) -> bool:
         if self._events.qsize() >= REPORTS_BOUND:
@@ -277,5 +282,8 @@ def _taken(item: Event | Carried) -> Event:
 
 
 def _carried(event: Event, direction: str) -> Carried:
-    return Carried(event, crossing.sent("SimpleQueue", direction,
-                                        f"report {protocol.describe(event)}"))
+    return Carried(event, crossing.sent("SimpleQueue", direction, partial(_described, event)))
+
+
+def _described(event: Event) -> str:
+    return f"report {protocol.describe(event)}"

@@ -27,7 +27,9 @@ def follow_pdb_into_threads() -> bool:
     breakpoints apply to every thread without help.
     """
     tracer = sys.gettrace()
-    if not isinstance(getattr(tracer, "__self__", None), bdb.Bdb):
+    debugger = getattr(tracer, "__self__", None)
+    # `guessgame debug` gives every thread a pdb of its own, and has done so already.
+    if not isinstance(debugger, bdb.Bdb) or getattr(debugger, "follows_threads", False):
         return False
     settrace_all_threads = getattr(threading, "settrace_all_threads", None)
     if settrace_all_threads is not None:
