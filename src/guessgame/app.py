@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TextIO, TypeVar
 
 from guessgame import outputs
-from guessgame.bridge import Bridge, loop_thread_for, new_event_loop
+from guessgame.bridge import Bridge, loop_thread, new_event_loop
 from guessgame.compose import Rounds, System
 from guessgame.config import CLIENT_LAYERS, LAYERS, Settings
 from guessgame.live.host import ServerHost
@@ -40,12 +40,8 @@ def run_at_stage(settings: Settings, top_is_async: bool, parts: Iterable[str],
         with asyncio.Runner(debug=settings.debug,
                             loop_factory=lambda: new_event_loop(settings.uvloop)) as runner:
             return runner.run(_adopting(settings, in_task, name))
-    bridge = loop_thread_for(settings, parts)
-    try:
+    with loop_thread(settings, parts) as bridge:
         return in_thread(bridge)
-    finally:
-        if bridge is not None:
-            bridge.close()
 
 
 async def _adopting(settings: Settings, in_task: Callable[[Bridge], Awaitable[T]],

@@ -197,12 +197,12 @@ def list_stages(settings: Settings) -> int:
     print(f"stages in {settings.source}:")
     for name, layers in settings.stages.items():
         mark = "*" if name == settings.stage else " "
-        print(f"{mark} {name:<20} async: {', '.join(layers.names) or 'none'}")
+        print(f"{mark} {name:<20} {layers.async_names}")
     if settings.stage not in settings.stages:
-        print(f"* {'(--async)':<20} async: {', '.join(settings.layers.names) or 'none'}")
+        print(f"* {'(--async)':<20} {settings.layers.async_names}")
     if settings.rollout:
-        shares = ", ".join(f"{name} {share:g}" for name, share in settings.rollout.items())
-        print(f"  rollout: async {shares} of new connections, whatever the stage")
+        print(f"  rollout: async {settings.rollout_shares} of new connections, whatever the "
+              "stage")
     return 0
 
 

@@ -2,7 +2,7 @@
 
 Session threads come from a `WorkerPool`: a burst of arrivals starts them in parallel
 instead of one `Thread.start()` after another in the acceptor, and a thread whose peer
-left serves the next arrival or retires after `idle_timeout`."""
+left serves the next arrival or retires after `worker_idle_timeout`."""
 
 from __future__ import annotations
 
@@ -38,11 +38,11 @@ class Server:
 
     def __init__(self, listener: socket.socket, serve: Serve, max_connections: int,
                  numbers: Iterator[int] | None = None,
-                 idle_timeout: float = workers.IDLE_TIMEOUT) -> None:
+                 worker_idle_timeout: float = workers.IDLE_TIMEOUT) -> None:
         self._listener = listener
         self._serve = serve
         self._sessions = Sessions(max_connections, numbers)
-        self._pool = WorkerPool("session", max_connections, idle_timeout)
+        self._pool = WorkerPool("session", max_connections, worker_idle_timeout)
         self._stopping = False
         self._wake_reader, self._wake_writer = socket.socketpair()
         self._acceptor: threading.Thread | None = None
@@ -83,7 +83,7 @@ class Server:
         if self._acceptor is not None:
             self._acceptor.join()
         # No arrival can reach this server's pool any more: its idle session threads go
-        # now, and each busy one once its session ends, not after idle_timeout.
+        # now, and each busy one once its session ends, not after worker_idle_timeout.
         self._pool.shutdown(wait=False)
         return self._listener.dup()
 
