@@ -323,9 +323,10 @@ class LiveServer:
             await host.astart()
         else:
             # Without a layer that needs the loop, the generation must not use it: it
-            # outlives the loop when this mode ends. start() only starts threads.
+            # outlives the loop when this mode ends. start() starts its threads, and
+            # Thread.start() waits for each new thread to run: not on the loop's thread.
             host = self._host(settings, listener, None)
-            host.start()
+            await run_in_new_thread(host.start, "generation start")
         self._started(host)
 
     async def _stop_on_loop(self, host: ServerHost) -> None:
