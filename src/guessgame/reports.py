@@ -83,7 +83,7 @@ class Reports:
 
     def put_from_thread(self, event: Event) -> None:
         item: Event | Carried = event
-        if crossing.observed and isinstance(self._printer, asyncio.Task):
+        if crossing.items_observed and isinstance(self._printer, asyncio.Task):
             item = _carried(event, THREAD_TO_LOOP)
         if self._put(item) and self._asleep and self._loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody to wake
@@ -91,7 +91,7 @@ class Reports:
 
     def put_from_loop(self, event: Event) -> None:
         item: Event | Carried = event
-        if crossing.observed and isinstance(self._printer, threading.Thread):
+        if crossing.items_observed and isinstance(self._printer, threading.Thread):
             item = _carried(event, LOOP_TO_THREAD)
         if self._put(item) and self._asleep:
             self._wake.set()
