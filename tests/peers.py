@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import socket
 import struct
 import threading
@@ -108,6 +109,20 @@ class Peer(Wire):
                 break
             chunks.append(chunk)
         return b"".join(chunks)
+
+    def trickle(self, data: bytes, every: float) -> tuple[bytes, float]:
+        """Send `data` over and over, one byte every `every` seconds, never a whole line,
+        until the server closes: what it sent, and the seconds from the first byte.
+
+        Each pause is a wait for the server to speak, so its close ends the trickle at once.
+        """
+        started = time.monotonic()
+        for index in range(int(DEADLINE / every)):
+            self.sock.sendall(data[index % len(data):][:1])
+            readable, _, _ = select.select([self.sock], [], [], every)
+            if readable:
+                return self.read_all(), time.monotonic() - started
+        raise AssertionError(f"the server kept a trickling peer for {DEADLINE:g} s")
 
     def half_close(self) -> None:
         """Tell the server no more bytes are coming, and still read what it sends."""
