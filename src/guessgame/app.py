@@ -5,7 +5,7 @@ and the bridge adopts it. Otherwise the main thread stays a plain thread, and a 
 thread is started only when one of the layers the command uses is async. Either way
 the process has at most one event loop.
 
-`serve` is the exception: its stage may change while it runs (live_server.py), so its
+`serve` is the exception: its stage may change while it runs (live/server.py), so its
 main thread runs the loop itself whenever a server-side layer is async, whichever
 flavour the acceptor is.
 """
@@ -107,7 +107,7 @@ def serve(settings: Settings, host: str, port: int, out: TextIO, quiet: bool,
 
     SIGHUP reads the config file again and moves the running server to its stage;
     SIGUSR1 prints who waits on whom, SIGUSR2 how each flavour of each layer has served
-    (see live_server.py). The transcript goes to `out` through an output that never
+    (see live/server.py). The transcript goes to `out` through an output that never
     blocks (outputs.py), so a reader that stops reading costs reports, never games,
     and never a stop.
     """

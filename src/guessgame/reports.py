@@ -26,7 +26,7 @@ import time
 
 from guessgame import crossing, protocol
 from guessgame.crossing import LOOP_TO_THREAD, THREAD_TO_LOOP, Carried, Party
-from guessgame.outputs import LinesOutput, Output, Write
+from guessgame.outputs import DROPS_TOLD_EVERY, LinesOutput, Output, Write
 from guessgame.protocol import Event
 
 log = logging.getLogger("guessgame")
@@ -39,8 +39,9 @@ one more per session may slip in; the bound holds within that."""
 BATCH_EVENTS = 256
 """Events joined into one write."""
 
-DROPS_LOGGED_EVERY = 5.0
-"""Seconds between two warnings about dropped reports; the first drop is told at once."""
+DROPS_LOGGED_EVERY = DROPS_TOLD_EVERY
+"""Seconds between two warnings about dropped reports, as for every output; the first
+drop is told at once."""
 
 STOP_FLUSH = 0.5
 """On stop, seconds the printer keeps writing what is queued; then it gives up."""
