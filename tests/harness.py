@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from guessgame.bridge import loop_thread_for
+from guessgame.bridge import loop_thread
 from guessgame.compose import Rounds, System
 from guessgame.config import CLIENT_LAYERS, Settings
 from guessgame.protocol import OURS, Game, Vocabulary
@@ -14,9 +14,5 @@ def play(settings: Settings, port: int, games: tuple[Game, ...], host: str = "12
 
     A loop thread is started only if the client side has an async layer.
     """
-    bridge = loop_thread_for(settings, CLIENT_LAYERS)
-    try:
+    with loop_thread(settings, CLIENT_LAYERS) as bridge:
         return System(settings, bridge).play_in_thread(host, port, games, words)
-    finally:
-        if bridge is not None:
-            bridge.close()

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import socket
 import struct
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -27,6 +29,9 @@ DEADLINE = 10.0
 """How long a server may take to do something it should do at once; only a hang hits it."""
 
 POLL = 0.002
+
+SHUTDOWN_LIMIT = 2.0
+"""Seconds a serve process may take to exit after SIGINT or SIGTERM."""
 
 PROBE = ("PARAMS 1 1", "NUMBER", "REPORT CORRECT")
 PROBE_REPLY = ["1"]
@@ -109,6 +114,20 @@ class Peer(Wire):
             chunks.append(chunk)
         return b"".join(chunks)
 
+    def trickle(self, data: bytes, every: float) -> tuple[bytes, float]:
+        """Send `data` over and over, one byte every `every` seconds, never a whole line,
+        until the server closes: what it sent, and the seconds from the first byte.
+
+        Each pause is a wait for the server to speak, so its close ends the trickle at once.
+        """
+        started = time.monotonic()
+        for index in range(int(DEADLINE / every)):
+            self.sock.sendall(data[index % len(data):][:1])
+            readable, _, _ = select.select([self.sock], [], [], every)
+            if readable:
+                return self.read_all(), time.monotonic() - started
+        raise AssertionError(f"the server kept a trickling peer for {DEADLINE:g} s")
+
     def half_close(self) -> None:
         """Tell the server no more bytes are coming, and still read what it sends."""
         self.sock.shutdown(socket.SHUT_WR)
@@ -158,3 +177,28 @@ def one_connection_server(handle: Callable[[socket.socket], None], name: str) ->
     finally:
         thread.join()
         listener.close()
+
+
+def play_rounds(port: int, rounds: int) -> None:
+    """One client playing `rounds` rounds as fast as the server answers, many in flight."""
+    per_game, in_flight = 100, 200
+    with Peer(port) as peer:
+        played = 0
+        while played < rounds:
+            lines = []
+            for number in range(played, played + in_flight):
+                if number % per_game == 0:
+                    lines.append(b"PARAMS 1 1000000000\n")
+                lines.append(b"NUMBER\nREPORT UNSURE\n")
+            peer.sock.sendall(b"".join(lines))
+            for _ in range(in_flight):
+                assert peer.line().isdigit()
+            played += in_flight
+
+
+def stop_and_time(server: subprocess.Popen[bytes], signum: int) -> tuple[int, float]:
+    """Send `signum`; the exit code, and how long the server took to exit."""
+    started = time.monotonic()
+    server.send_signal(signum)
+    code = server.wait(timeout=SHUTDOWN_LIMIT + 1)
+    return code, time.monotonic() - started

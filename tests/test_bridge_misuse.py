@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
+import socket
 import threading
 import traceback
+import warnings
 from collections.abc import Iterator
 
 import pytest
 
+from guessgame.adapters import BlockingFace
 from guessgame.bridge import Bridge, BridgeError
 from guessgame.config import Settings
 from guessgame.live.host import serving
@@ -140,3 +144,48 @@ def test_parked_reads_do_not_keep_a_new_peer_waiting(settings: Settings) -> None
         with Peer.to(server) as newcomer:
             assert newcomer.probe() == PROBE_REPLY
         assert idle[0].probe() == PROBE_REPLY
+
+
+def test_closing_an_adopted_loop_fails_a_worker_still_waiting_on_it() -> None:
+    """close() runs on the adopted loop's own thread (as `serve` does on its way out):
+    a worker still in run_in_loop gets a BridgeError instead of being joined while it
+    waits for that loop, which would deadlock both."""
+    async def main() -> None:
+        bridge = Bridge.adopt_running_loop(WORKERS)
+        entered = asyncio.Event()
+        never = asyncio.Event()
+
+        async def parked() -> None:
+            entered.set()
+            await never.wait()
+
+        call = asyncio.ensure_future(bridge.run_in_thread(
+            "stranded", lambda: bridge.run_in_loop(parked())))
+        await entered.wait()
+        bridge.close()
+        with pytest.raises(BridgeError, match="the event loop stopped before the call ended"):
+            await call
+
+    asyncio.run(main())
+
+
+def test_closing_a_face_after_its_loop_stopped_leaves_the_callers_own_error() -> None:
+    """A threaded session closes its connection in a `finally`. If the loop stopped
+    under it (an interrupted stop), that close must not replace the session's own
+    exception with a BridgeError; the peer still sees the end of the stream."""
+    bridge = Bridge.start_loop_thread(WORKERS)
+    ours, theirs = socket.socketpair()
+    face = bridge.run_in_loop(BlockingFace.open(bridge, ours, 1024, None))
+    bridge.close()
+    with pytest.raises(LookupError, match="the session's own"):
+        try:
+            raise LookupError("the session's own")
+        finally:
+            face.close()
+    theirs.settimeout(5)
+    assert theirs.recv(16) == b""
+    theirs.close()
+    with warnings.catch_warnings():  # the stopped loop never closed the transport
+        warnings.simplefilter("ignore", ResourceWarning)
+        del face
+        gc.collect()

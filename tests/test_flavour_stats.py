@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from guessgame.bridge import loop_thread_for
+from guessgame.bridge import loop_thread
 from guessgame.config import SERVER_LAYERS, Layers, Settings
 from guessgame.live.flavour_stats import FLAVOURS, FlavourStats
 from guessgame.live.host import ServerHost
@@ -24,18 +24,14 @@ def rows(stats: FlavourStats) -> dict[tuple[str, str], list[str]]:
 
 def test_each_session_counts_for_the_flavours_that_served_it(settings: Settings) -> None:
     stats = FlavourStats()
-    bridge = loop_thread_for(settings, SERVER_LAYERS)
-    try:
-        with ServerHost(settings, bridge, stats=stats) as server:
-            with Peer(server.port) as good:
-                assert good.exchange(PROBE) == PROBE_REPLY
-            with Peer(server.port) as bad:
-                assert bad.exchange([b"HELLO\n"]) == ["ERROR unknown command 'HELLO'"]
-                assert bad.probe() == PROBE_REPLY
-            wait_until_idle(server)
-    finally:
-        if bridge is not None:
-            bridge.close()
+    with loop_thread(settings, SERVER_LAYERS) as bridge, \
+            ServerHost(settings, bridge, stats=stats) as server:
+        with Peer(server.port) as good:
+            assert good.exchange(PROBE) == PROBE_REPLY
+        with Peer(server.port) as bad:
+            assert bad.exchange([b"HELLO\n"]) == ["ERROR unknown command 'HELLO'"]
+            assert bad.probe() == PROBE_REPLY
+        wait_until_idle(server)
     table = rows(stats)
     for layer in SERVER_LAYERS:
         used = FLAVOURS[getattr(settings.layers, layer)]

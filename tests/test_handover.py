@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import pytest
 
 from guessgame import config
 from guessgame.bridge import Bridge
 from guessgame.config import Layers
 from guessgame.live.host import ServerHost
+from guessgame.live.server import LiveServer
 from peers import (
     CONFIG,
     PROBE_REPLY,
@@ -86,3 +90,37 @@ def test_a_threaded_server_that_hands_over_lets_its_idle_session_threads_go() ->
         wait_until_idle(old, "the last game to end")
     finally:
         old.stop()
+
+
+def test_a_reload_to_a_threaded_stage_starts_its_threads_off_the_loop(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thread.start() waits until the new thread runs, which under load means waiting
+    for the GIL behind every busy thread: a threaded generation that a reload starts
+    while the loop runs must start its acceptor and printer from another thread."""
+    started_on_loop: dict[str, bool] = {}
+    real_start = threading.Thread.start
+
+    def start(thread: threading.Thread) -> None:
+        started_on_loop[thread.name] = asyncio._get_running_loop() is not None
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    base = config.load(str(CONFIG))
+    on_loop, threaded = (base.with_options(layers=Layers(server=True)),
+                         base.with_options(layers=Layers()))
+    server = LiveServer(on_loop, "127.0.0.1", 0, write=[].append)
+
+    async def reload_once() -> None:
+        server._bridge = Bridge.adopt_running_loop(base.max_workers)
+        try:
+            await server._advance_on_loop(on_loop)
+            await server._advance_on_loop(threaded)
+            with Peer(int(server.address.rsplit(":", 1)[1])) as peer:
+                assert await asyncio.to_thread(peer.probe) == PROBE_REPLY
+        finally:
+            await server._stop_all_on_loop()
+            server._bridge.close()
+
+    asyncio.run(reload_once())
+    assert started_on_loop["acceptor"] is False
+    assert started_on_loop["reports"] is False

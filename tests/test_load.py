@@ -23,14 +23,21 @@ import pytest
 
 from guessgame.config import Layers, Settings
 from guessgame.live.host import serving
-from peers import CONFIG, Peer, eventually, layers_arg
+from peers import (
+    CONFIG,
+    SHUTDOWN_LIMIT,
+    Peer,
+    eventually,
+    layers_arg,
+    play_rounds,
+    stop_and_time,
+)
 
 ARRIVALS = 200
 FIRST_REPLY_LIMIT = 2.0
 """Seconds from a client's connect() to its first reply, for every client of a burst."""
 WORKER_IDLE_TIMEOUT = 0.5
 RETIRE_MARGIN = 5.0
-SHUTDOWN_LIMIT = 2.0
 PLAY = b"REPORT UNSURE\nNUMBER\n"
 
 
@@ -105,23 +112,6 @@ def test_a_burst_is_answered_at_once_and_its_threads_retire(settings: Settings) 
 # --- a stdout nobody reads -----------------------------------------------------------
 
 
-def play_rounds(port: int, rounds: int) -> None:
-    """One client playing `rounds` rounds as fast as the server answers, many in flight."""
-    per_game, in_flight = 100, 200
-    with Peer(port) as peer:
-        played = 0
-        while played < rounds:
-            lines = []
-            for number in range(played, played + in_flight):
-                if number % per_game == 0:
-                    lines.append(b"PARAMS 1 1000000000\n")
-                lines.append(b"NUMBER\nREPORT UNSURE\n")
-            peer.sock.sendall(b"".join(lines))
-            for _ in range(in_flight):
-                assert peer.line().isdigit()
-            played += in_flight
-
-
 def test_a_stdout_nobody_reads_blocks_no_game_and_no_stop(layers: Layers) -> None:
     """`serve` never runs the client layer, so the 16 combinations are 8 servers twice:
     each server takes SIGINT once and SIGTERM once."""
@@ -158,14 +148,6 @@ def test_a_stdout_nobody_reads_blocks_no_game_and_no_stop(layers: Layers) -> Non
     assert code == 0, err
     assert took < SHUTDOWN_LIMIT, f"stopping took {took:.2f} s"
     assert "Traceback" not in err, err
-
-
-def stop_and_time(server: subprocess.Popen[bytes], signum: int) -> tuple[int, float]:
-    """Send `signum`; the exit code, and how long the server took to exit."""
-    started = time.monotonic()
-    server.send_signal(signum)
-    code = server.wait(timeout=SHUTDOWN_LIMIT + 1)
-    return code, time.monotonic() - started
 
 
 # --- a stderr nobody reads either ----------------------------------------------------

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import pytest
 
 from guessgame import cli
-from guessgame.bridge import Bridge, loop_thread_for
+from guessgame.bridge import Bridge, loop_thread
 from guessgame.config import SERVER_LAYERS, Layers, Settings
 from guessgame.live.host import ServerHost
 from peers import CONFIG, PROBE_REPLY, Peer, layers_arg, peers
@@ -81,10 +81,9 @@ async def tasks_but_this_one() -> list[str]:
 
 
 def test_stop_from_a_thread_returns_after_everything_ended(settings: Settings) -> None:
-    bridge = loop_thread_for(settings, SERVER_LAYERS)
-    before = set(threading.enumerate())
-    reports: list[str] = []
-    try:
+    with loop_thread(settings, SERVER_LAYERS) as bridge:
+        before = set(threading.enumerate())
+        reports: list[str] = []
         server = ServerHost(settings, bridge, write=reports.append)
         server.start()
         with games_in_progress(server.port) as peers:
@@ -94,9 +93,6 @@ def test_stop_from_a_thread_returns_after_everything_ended(settings: Settings) -
                 assert bridge.run_in_loop(tasks_but_this_one()) == []
             assert all(peer.closed_by_server() for peer in peers)
         assert reports[0] == "server: new game 1..5"
-    finally:
-        if bridge is not None:
-            bridge.close()
 
 
 def test_stop_from_a_coroutine_returns_after_everything_ended(settings: Settings) -> None:
@@ -130,9 +126,8 @@ def test_stop_as_every_session_finishes(settings: Settings) -> None:
     """Every peer has played and left as the stop begins, so the session tasks finish
     while stop() waits. Since 3.12 gather() over finished tasks does not yield, and the
     asyncio server used to spin here for good, waiting for their done callbacks."""
-    bridge = loop_thread_for(settings, SERVER_LAYERS)
-    before = set(threading.enumerate())
-    try:
+    with loop_thread(settings, SERVER_LAYERS) as bridge:
+        before = set(threading.enumerate())
         server = ServerHost(settings, bridge)
         server.start()
         with peers(server, 20) as finished:
@@ -142,9 +137,6 @@ def test_stop_as_every_session_finishes(settings: Settings) -> None:
         assert server_threads(before) == []
         if bridge is not None:
             assert bridge.run_in_loop(tasks_but_this_one()) == []
-    finally:
-        if bridge is not None:
-            bridge.close()
 
 
 def test_serve_on_a_taken_port_fails_in_one_line(layers: Layers,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +16,12 @@ import pytest
 
 from conftest import CONFIG
 from guessgame import app
+from guessgame import reports as reports_module
 from guessgame.config import Layers, Settings
 from guessgame.observe import trace
-from guessgame.observe.timeline import Timeline
+from guessgame.observe.timeline import Timeline, crossings
+from guessgame.protocol import GameStarted
+from guessgame.reports import Reports
 
 
 def demo_timeline(settings: Settings, path: Path) -> dict[str, Any]:
@@ -136,3 +141,39 @@ def test_a_picture_without_matplotlib_is_a_one_line_error(tmp_path: Path) -> Non
     assert done.returncode == 2
     assert done.stderr == ("guessgame: --timeline FILE.png or .svg needs matplotlib: "
                            "pip install 'guessgame[plot]'\n")
+
+
+def test_a_dropped_report_takes_its_crossing_with_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the printer is behind, reports past the bound are dropped. Each arrow must
+    still join the sending and the taking of one report, before and after the drops."""
+    monkeypatch.setattr(reports_module, "REPORTS_BOUND", 2)
+    picture = Timeline("reports")
+
+    def burst(reports: Reports, uppers: range) -> None:
+        for upper in uppers:
+            reports.put_from_thread(GameStarted(1, upper))
+
+    async def print_two_bursts() -> list[str]:
+        printed: list[str] = []
+        reports = Reports(printed.append)
+        await reports.start_task()
+        for uppers, kept in ((range(10, 15), 2), (range(20, 21), 3)):
+            # Joined on the loop's own thread, so the printer cannot take any meanwhile.
+            producer = threading.Thread(target=burst, args=(reports, uppers))
+            producer.start()
+            producer.join()
+            while len(printed) < kept:  # the printer's turn on the loop
+                await asyncio.sleep(0.001)
+        await reports.stop_task()
+        return printed
+
+    trace.add_sink(picture, flows=True)
+    try:
+        printed = asyncio.run(print_two_bursts())
+    finally:
+        trace.remove_sink(picture)
+    assert printed == ["server: new game 1..10", "server: new game 1..11",
+                       "server: new game 1..20"]
+    arrows = crossings(picture.records())
+    assert [(sent.event, taken.event) for sent, taken in arrows] == [
+        (f"SimpleQueue thread->loop report {line}",) * 2 for line in printed]

@@ -16,9 +16,9 @@ from typing import Any
 
 import janus
 
-from guessgame import crossing
+from guessgame import crossing, netutil
 from guessgame.aio import connection as aio
-from guessgame.bridge import Bridge
+from guessgame.bridge import Bridge, BridgeError
 from guessgame.protocol import GameError, PeerClosed, ProtocolError
 from guessgame.threaded import connection as threaded
 
@@ -82,7 +82,13 @@ class BlockingFace:
         return item
 
     def close(self) -> None:
-        self._bridge.run_in_loop(self._close())
+        try:
+            self._bridge.run_in_loop(self._close())
+        except BridgeError:
+            # The loop stopped under this face and took its tasks with it. A session
+            # closes in a `finally`, where raising would hide its own exception; the
+            # peer is told the stream ended, which is all a close can still do.
+            netutil.abort(self._connection.socket)
 
     # --- the loop's side -------------------------------------------------------------
 

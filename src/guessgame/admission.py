@@ -3,18 +3,29 @@ sockets to wake when the server stops. Nothing here blocks."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import itertools
 import logging
+import math
+import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
+from typing import Any
 
 from guessgame import netutil, protocol
 
 log = logging.getLogger("guessgame.server")
 
 ACCEPT_RETRY_DELAY = 0.1
-"""After accept() fails (out of file descriptors, say), wait before trying again."""
+"""After accept() fails and no peer could be answered, wait before trying again."""
+
+FAILURES_LOGGED_EVERY = 5.0
+"""Seconds between two warnings about failed accepts; the first is told at once."""
+
+_OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
 
 
 class Sessions:
@@ -57,3 +68,82 @@ class Sessions:
         return len(self._open)
 
 
+class Reserve:
+    """A descriptor kept spare, so that a peer arriving when the process has run out of
+    descriptors is told so and closed, rather than left waiting in the backlog.
+
+    When accept() fails for lack of descriptors, the spare is freed, one waiting peer
+    is accepted on it, sent one ERROR line and closed, and the spare is taken again.
+    Either acceptor accepts through `accept()`, from its own thread or task; nothing
+    here blocks. Failures are logged once, then at most every FAILURES_LOGGED_EVERY
+    seconds, with the number of peers refused meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self._spare = -1
+        self._take()
+        self._refusal = protocol.encode(protocol.error_line(protocol.OutOfDescriptors()))
+        self._refused = 0
+        self._failed = 0
+        self._reason = ""
+        self._logged_at = -math.inf
+
+    def accept(self, listener: socket.socket) -> tuple[socket.socket, Any] | None:
+        """What `listener.accept()` returns; or None if, out of descriptors, a waiting peer
+        was answered instead. Raises BlockingIOError when nobody is waiting, and OSError
+        when accept() failed and nobody could be answered: then wait before trying again."""
+        try:
+            return listener.accept()
+        except BlockingIOError:
+            raise
+        except OSError as error:
+            self._reason = error.strerror or str(error)
+            if error.errno not in _OUT_OF_DESCRIPTORS or not self._answer(listener):
+                self._failed += 1
+                self._log()
+                raise
+        self._refused += 1
+        self._log()
+        return None
+
+    def _answer(self, listener: socket.socket) -> bool:
+        """Serve one waiting peer its refusal on the spare descriptor, if there is one."""
+        if self._spare < 0:
+            return False
+        os.close(self._spare)
+        self._spare = -1
+        try:
+            sock, _ = listener.accept()  # BlockingIOError: nobody waiting after all
+            with sock:
+                netutil.try_send(sock, self._refusal)
+        except BlockingIOError:
+            raise
+        except OSError:  # the spare went to another thread meanwhile
+            return False
+        finally:
+            self._take()  # once the peer's descriptor is closed: it is the spare's
+        return True
+
+    def _take(self) -> None:
+        if self._spare < 0:
+            # Still none to spare: the next failed accept tries again.
+            with contextlib.suppress(OSError):
+                self._spare = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
+    def _log(self) -> None:
+        now = time.monotonic()
+        if now - self._logged_at < FAILURES_LOGGED_EVERY:
+            return
+        if self._refused:
+            log.warning("%s: refused %d peers with an ERROR line", self._reason, self._refused)
+        if self._failed:
+            log.warning("accept failed %d times: %s", self._failed, self._reason)
+        self._refused = self._failed = 0
+        self._logged_at = now
+
+    def close(self) -> None:
+        self._logged_at = -math.inf  # what was counted since the last warning is told now
+        self._log()
+        if self._spare >= 0:
+            os.close(self._spare)
+            self._spare = -1

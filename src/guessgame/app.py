@@ -5,7 +5,7 @@ and the bridge adopts it. Otherwise the main thread stays a plain thread, and a 
 thread is started only when one of the layers the command uses is async. Either way
 the process has at most one event loop.
 
-`serve` is the exception: its stage may change while it runs (live_server.py), so its
+`serve` is the exception: its stage may change while it runs (live/server.py), so its
 main thread runs the loop itself whenever a server-side layer is async, whichever
 flavour the acceptor is.
 """
@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TextIO, TypeVar
 
 from guessgame import outputs
-from guessgame.bridge import Bridge, loop_thread_for, new_event_loop
+from guessgame.bridge import Bridge, loop_thread, new_event_loop
 from guessgame.compose import Rounds, System
 from guessgame.config import CLIENT_LAYERS, LAYERS, Settings
 from guessgame.live.host import ServerHost
@@ -40,12 +40,8 @@ def run_at_stage(settings: Settings, top_is_async: bool, parts: Iterable[str],
         with asyncio.Runner(debug=settings.debug,
                             loop_factory=lambda: new_event_loop(settings.uvloop)) as runner:
             return runner.run(_adopting(settings, in_task, name))
-    bridge = loop_thread_for(settings, parts)
-    try:
+    with loop_thread(settings, parts) as bridge:
         return in_thread(bridge)
-    finally:
-        if bridge is not None:
-            bridge.close()
 
 
 async def _adopting(settings: Settings, in_task: Callable[[Bridge], Awaitable[T]],
@@ -111,7 +107,7 @@ def serve(settings: Settings, host: str, port: int, out: TextIO, quiet: bool,
 
     SIGHUP reads the config file again and moves the running server to its stage;
     SIGUSR1 prints who waits on whom, SIGUSR2 how each flavour of each layer has served
-    (see live_server.py). The transcript goes to `out` through an output that never
+    (see live/server.py). The transcript goes to `out` through an output that never
     blocks (outputs.py), so a reader that stops reading costs reports, never games,
     and never a stop.
     """

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import importlib
 import logging
 import threading
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import Any, Final, TypeVar
 
 from guessgame import crossing
@@ -67,12 +68,12 @@ class Bridge:
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, thread: threading.Thread | None,
-                 max_workers: int, idle_timeout: float = IDLE_TIMEOUT) -> None:
+                 max_workers: int, worker_idle_timeout: float = IDLE_TIMEOUT) -> None:
         self.loop = loop
         self._thread = thread
         self._loop_thread_id: int | None = None
         self._max_workers = max_workers
-        self._idle_timeout = idle_timeout
+        self._worker_idle_timeout = worker_idle_timeout
         self._executors: dict[str, WorkerPool] = {}
         self._executors_lock = threading.Lock()
         self._waiting: set[concurrent.futures.Future[Any]] = set()
@@ -80,20 +81,21 @@ class Bridge:
         self._stopped = False
 
     @classmethod
-    def adopt_running_loop(cls, max_workers: int, idle_timeout: float = IDLE_TIMEOUT) -> Bridge:
+    def adopt_running_loop(cls, max_workers: int,
+                           worker_idle_timeout: float = IDLE_TIMEOUT) -> Bridge:
         loop = asyncio.get_running_loop()
-        bridge = cls(loop, None, max_workers, idle_timeout)
+        bridge = cls(loop, None, max_workers, worker_idle_timeout)
         bridge._loop_thread_id = threading.get_ident()
         crossing.loop_started(loop, own=False)
         return bridge
 
     @classmethod
     def start_loop_thread(cls, max_workers: int, debug: bool = False, uvloop: bool = False,
-                          idle_timeout: float = IDLE_TIMEOUT) -> Bridge:
+                          worker_idle_timeout: float = IDLE_TIMEOUT) -> Bridge:
         loop = new_event_loop(uvloop)
         loop.set_debug(debug)
         _default_executor_for(loop)
-        bridge = cls(loop, None, max_workers, idle_timeout)
+        bridge = cls(loop, None, max_workers, worker_idle_timeout)
         ready = threading.Event()
         bridge._thread = threading.Thread(target=bridge._serve_loop, args=(ready,),
                                           name=LOOP_THREAD_NAME)
@@ -200,7 +202,8 @@ class Bridge:
             with self._executors_lock:
                 executor = self._executors.setdefault(
                     purpose,
-                    WorkerPool(f"blocking-{purpose}", self._max_workers, self._idle_timeout),
+                    WorkerPool(f"blocking-{purpose}", self._max_workers,
+                               self._worker_idle_timeout),
                 )
         return executor
 
@@ -275,13 +278,19 @@ async def run_in_new_thread(fn: Callable[[], T], name: str) -> T:
             crossing.returned(seen)
 
 
-def loop_thread_for(settings: Settings, layers: Iterable[str]) -> Bridge | None:
-    """For a caller that is a plain thread: a loop thread if any of `layers` is async,
-    else None, since at all threads no event loop exists."""
+@contextlib.contextmanager
+def loop_thread(settings: Settings, layers: Iterable[str]) -> Iterator[Bridge | None]:
+    """For a caller that is a plain thread: a loop thread while any of `layers` is async,
+    closed on leaving the block; else None, since at all threads no event loop exists."""
     if not settings.needs_loop_for(layers):
-        return None
-    return Bridge.start_loop_thread(settings.max_workers, settings.debug, settings.uvloop,
-                                    settings.worker_idle_timeout)
+        yield None
+        return
+    bridge = Bridge.start_loop_thread(settings.max_workers, settings.debug, settings.uvloop,
+                                      settings.worker_idle_timeout)
+    try:
+        yield bridge
+    finally:
+        bridge.close()
 
 
 class _NamedCall:

@@ -9,7 +9,6 @@ import os
 import resource
 import sys
 from collections.abc import Sequence
-from typing import TextIO
 
 from guessgame import app, config, observe, outputs
 from guessgame.bench import command as bench
@@ -133,59 +132,11 @@ def configure_logging(quiet: bool) -> None:
     root = logging.getLogger()
     if _handler is not None:
         root.removeHandler(_handler)
-    _handler = _StderrHandler()
+    _handler = outputs.StderrHandler()
     _handler.addFilter(_add_session)
     _handler.setFormatter(logging.Formatter("guessgame%(session)s: %(message)s"))
     root.addHandler(_handler)
     root.setLevel(logging.WARNING if quiet else logging.INFO)
-
-
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever sys.stderr is at the time of each record, not at creation.
-
-    The process's own stderr is written without ever blocking (outputs.py): sessions
-    log their farewells from the event loop, and a stderr nobody reads must not stop
-    it. A record that does not fit now is dropped and counted, and the next record that
-    fits says how many were lost. Anything else (a test's capture) is written as usual.
-    """
-
-    dropped = 0
-
-    @property
-    def stream(self) -> TextIO:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _: TextIO) -> None:
-        pass
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if sys.stderr is not sys.__stderr__ or sys.stderr is None:
-            super().emit(record)
-            return
-        try:
-            text = self.format(record) + "\n"
-            if self.dropped:
-                text = (f"guessgame: {self.dropped} log records dropped: stderr is not "
-                        f"keeping up\n{text}")
-            data = text.encode(errors="replace")
-            taken = _stderr_output().write_some(data)
-            # A pipe takes a short record whole or not at all: count it lost or told.
-            self.dropped = 0 if taken else self.dropped + 1
-        except Exception:  # as logging.Handler does: a failing handler must not raise
-            self.handleError(record)
-
-
-_STDERR: outputs.Output | None = None
-
-
-def _stderr_output() -> outputs.Output:
-    """One non-blocking output on the process's stderr, made on first use."""
-    global _STDERR
-    if _STDERR is None:
-        assert sys.__stderr__ is not None
-        _STDERR = outputs.for_stream(sys.__stderr__)
-    return _STDERR
 
 
 def _add_session(record: logging.LogRecord) -> bool:
@@ -205,12 +156,12 @@ def list_stages(settings: Settings) -> int:
     print(f"stages in {settings.source}:")
     for name, layers in settings.stages.items():
         mark = "*" if name == settings.stage else " "
-        print(f"{mark} {name:<20} async: {', '.join(layers.names) or 'none'}")
+        print(f"{mark} {name:<20} {layers.async_names}")
     if settings.stage not in settings.stages:
-        print(f"* {'(--async)':<20} async: {', '.join(settings.layers.names) or 'none'}")
+        print(f"* {'(--async)':<20} {settings.layers.async_names}")
     if settings.rollout:
-        shares = ", ".join(f"{name} {share:g}" for name, share in settings.rollout.items())
-        print(f"  rollout: async {shares} of new connections, whatever the stage")
+        print(f"  rollout: async {settings.rollout_shares} of new connections, whatever the "
+              "stage")
     return 0
 
 
@@ -281,7 +232,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     try:
-        return run(args, settings)
+        try:
+            return run(args, settings)
+        finally:  # what the log and the trace left waiting comes before the last word
+            outputs.flush_stderr_at_exit()
     except (GameError, OSError) as error:
         print(f"guessgame: {describe_failure(error, args)}", file=sys.stderr)
         return EXIT_FAILED

@@ -82,6 +82,11 @@ class Layers:
         return "async-" + "+".join(self.names) if len(self.names) < 4 else "all"
 
     @property
+    def async_names(self) -> str:
+        """`async: connection, session`, or `async: none`: how logs and listings say it."""
+        return f"async: {', '.join(self.names) or 'none'}"
+
+    @property
     def any_async(self) -> bool:
         return bool(self.names)
 
@@ -144,11 +149,15 @@ class Settings:
     def describe_layers(self) -> str:
         """`async: connection`, and the rollout if there is one: `async: connection;
         rollout: session 0.25`."""
-        text = f"async: {', '.join(self.layers.names) or 'none'}"
+        text = self.layers.async_names
         if self.rollout:
-            shares = ", ".join(f"{name} {share:g}" for name, share in self.rollout.items())
-            text += f"; rollout: {shares}"
+            text += f"; rollout: {self.rollout_shares}"
         return text
+
+    @property
+    def rollout_shares(self) -> str:
+        """`session 0.25`: each layer rolled out, with its fraction of new connections."""
+        return ", ".join(f"{name} {share:g}" for name, share in self.rollout.items())
 
     def with_options(self, **changes: Any) -> Settings:
         return replace(self, **changes)

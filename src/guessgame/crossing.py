@@ -18,7 +18,10 @@ Observers (the trace, the timeline's arrows, the wait graph, task names, the deb
 step-across) subclass `Observer` and `attach()` themselves, as trio's instruments do.
 With none attached, `observed` is False, and that one check is all a crossing costs:
 call sites test it before anything else, and queue ends are wrapped only while observed
-(`ends()`), so an unobserved line pays nothing at all.
+(`ends()`), so an unobserved line pays nothing at all. Only the hooks an observer
+overrides are called, and a queued item carries its crossing only while an observer
+wants items (`Observer.items`), so the wait graph alone costs a line one check whether
+its queue is full or empty.
 
 The rules:
 - A hook runs in the thread (and task) where its side of the crossing runs: a debugger
@@ -52,7 +55,12 @@ log = logging.getLogger("guessgame")
 observed = False
 """True while an observer is attached: the only thing a crossing looks at otherwise."""
 
+items_observed = False
+"""True while an observer wants each queued item's sent and taken (the trace, say), not
+only the calls and the blocked sides (the wait graph): only then is an item wrapped."""
+
 _observers: tuple[Observer, ...] = ()
+_hooked: dict[str, tuple[Observer, ...]] = {}
 _lock = threading.Lock()
 _numbers = itertools.count(1)
 
@@ -113,7 +121,11 @@ class Block:
 
 
 class Observer:
-    """Hooks at the seam; each does nothing unless overridden."""
+    """Hooks at the seam; each does nothing unless overridden, and only overridden hooks
+    are called. `items`: whether `sent` and `taken` want queued items too (lines and
+    reports), or calls only."""
+
+    items = True
 
     def sent(self, crossing: Crossing) -> None: ...
 
@@ -133,19 +145,30 @@ class Observer:
     def loop_stopped(self, loop: asyncio.AbstractEventLoop) -> None: ...
 
 
+HOOKS: Final = ("sent", "taken", "finished", "returned", "blocked", "unblocked", "loop_started",
+                 "loop_stopped")
+
+
 def attach(observer: Observer) -> None:
-    global observed, _observers
     with _lock:
         if observer not in _observers:
-            _observers = (*_observers, observer)
-        observed = True
+            _settle((*_observers, observer))
 
 
 def detach(observer: Observer) -> None:
-    global observed, _observers
     with _lock:
-        _observers = tuple(known for known in _observers if known is not observer)
-        observed = bool(_observers)
+        _settle(tuple(known for known in _observers if known is not observer))
+
+
+def _settle(attached: tuple[Observer, ...]) -> None:
+    """With the lock held: who gets which hook, and the flags the bridges look at."""
+    global observed, items_observed, _observers, _hooked
+    _hooked = {hook: tuple(observer for observer in attached
+                           if getattr(type(observer), hook) is not getattr(Observer, hook))
+               for hook in HOOKS}
+    _observers = attached
+    items_observed = any(observer.items for observer in attached)
+    observed = bool(attached)
 
 
 def observers() -> tuple[Observer, ...]:
@@ -153,7 +176,7 @@ def observers() -> tuple[Observer, ...]:
 
 
 def _each(hook: str, *args: Any) -> None:
-    for observer in _observers:
+    for observer in _hooked.get(hook, ()):
         try:
             getattr(observer, hook)(*args)
         except Exception:  # an observer's bug must not break the crossing it watches
@@ -252,21 +275,28 @@ class _ObservedEnd:
         self._end, self._mechanism, self._bridge = end, mechanism, name
         self._sides, self._describe = sides, describe
 
+    def _carry(self, item: Any, direction: str) -> Any:
+        """The item with its crossing, if an observer wants items (a mechanism is set);
+        else as it is, and only the blocked sides are announced."""
+        if not self._mechanism:
+            return item
+        return Carried(item, sent(self._mechanism, direction, partial(self._describe, item)))
+
 
 class ObservedThreadEnd(_ObservedEnd):
     """The thread's end of a janus queue (janus.SyncQueue), announcing each item."""
 
     def put(self, item: Any) -> None:
         self._sides.thread = ("thread", threading.get_ident())
-        described = partial(self._describe, item)
-        carried = Carried(item, sent(self._mechanism, THREAD_TO_LOOP, described))
+        carried = self._carry(item, THREAD_TO_LOOP)
         block = blocked(self._bridge, self._sides.task) if self._end.full() else None
         try:
             self._end.put(carried)
         finally:
             if block is not None:
                 unblocked(block)
-        returned(carried.crossing)
+        if type(carried) is Carried:
+            returned(carried.crossing)
 
     def get(self) -> Any:
         self._sides.thread = ("thread", threading.get_ident())
@@ -284,15 +314,15 @@ class ObservedLoopEnd(_ObservedEnd):
 
     async def put(self, item: Any) -> None:
         self._sides.task = me()
-        described = partial(self._describe, item)
-        carried = Carried(item, sent(self._mechanism, LOOP_TO_THREAD, described))
+        carried = self._carry(item, LOOP_TO_THREAD)
         block = blocked(self._bridge, self._sides.thread) if self._end.full() else None
         try:
             await self._end.put(carried)
         finally:
             if block is not None:
                 unblocked(block)
-        returned(carried.crossing)
+        if type(carried) is Carried:
+            returned(carried.crossing)
 
     async def get(self) -> Any:
         self._sides.task = me()
@@ -321,6 +351,6 @@ def ends(queue: Any, name: str, thread_side: str,
     if not observed:
         return queue.sync_q, queue.async_q
     sides = _Sides(thread_side)
-    mechanism = name.split()[0]
+    mechanism = name.split()[0] if items_observed else ""
     return (ObservedThreadEnd(queue.sync_q, mechanism, name, sides, describe),
             ObservedLoopEnd(queue.async_q, mechanism, name, sides, describe))

@@ -67,3 +67,25 @@ def try_send(sock: socket.socket, data: bytes) -> None:
         sock.send(data)
     except OSError:
         pass
+
+
+class HeldListener:
+    """A listening socket held until the one server that serves on it takes it.
+
+    Taking it twice is a bug in the caller, so it fails at once; one never taken is
+    closed by whoever held it (`close_unless_taken`)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock: socket.socket | None = sock
+        self.sockname = sock.getsockname()
+
+    def take(self) -> socket.socket:
+        if self._sock is None:
+            raise RuntimeError("the listener was already handed to a server")
+        sock, self._sock = self._sock, None
+        return sock
+
+    def close_unless_taken(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None

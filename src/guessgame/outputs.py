@@ -12,15 +12,29 @@ wait on for room, if anything.
 - A socket is written with MSG_DONTWAIT, which asks for a non-blocking send per call.
 - A regular file is written as is: a file never waits for a reader.
 - Anything without a descriptor (a test's list, a StringIO) gets each line as a str.
+
+stderr is shared by the log and the trace, from the loop and from every thread, so its
+lines go through one `Spool`: a bounded buffer that whoever adds a line also flushes,
+with a lock held only to add or take bytes, never across a write. When the reader is
+stuck, lines past SPOOL_BOUND are dropped and counted, and at most once every
+DROPS_TOLD_EVERY seconds a line says how many. Bytes a stuck reader left waiting go
+out with the next line written, or at exit. The transcript on stdout follows the same
+policy with its own bounded queue and printer (reports.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import logging
+import math
 import os
+import select
 import socket
 import stat
+import sys
+import threading
+import time
 from collections.abc import Callable
 from typing import Protocol, TextIO
 
@@ -138,3 +152,147 @@ def for_stream(stream: TextIO) -> Output:
         return NonBlockingOutput.reopen(fd)
     except OSError:  # no /proc, or a FIFO with no reader yet: write it as is
         return FileOutput(fd)
+
+
+SPOOL_BOUND = 64 * 1024
+"""Bytes waiting for a stuck stderr: as much again as a pipe holds, some 600 trace lines."""
+
+DROPS_TOLD_EVERY = 5.0
+"""Seconds between two lines that say how many lines a stuck reader cost."""
+
+RETRY_AFTER = 0.01
+"""Once the reader is stuck, seconds before a new line tries the descriptor again: a
+system call per trace record would be paid by the loop and every thread."""
+
+EXIT_FLUSH = 0.2
+"""At exit, seconds spent waiting for room for what is still waiting; then it is lost."""
+
+
+class Spool:
+    """Lines for one output from any thread or the loop; nobody ever waits for its reader."""
+
+    def __init__(self, out: Output, name: str, bound: int = SPOOL_BOUND) -> None:
+        self._out = out
+        self._name = name
+        self._bound = bound
+        self._lock = threading.Lock()
+        self._waiting = bytearray()
+        self._writing = 0  # bytes taken out by the one writer, not yet written
+        self._retry_at = 0.0
+        self._dropped = 0
+        self._told = 0
+        self._told_at = -math.inf
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped
+
+    def add(self, data: bytes) -> None:
+        """Keep `data` to be written, or drop and count it if the bound is reached.
+
+        No I/O: safe to call with another lock held (the trace's)."""
+        with self._lock:
+            if len(self._waiting) + self._writing + len(data) > self._bound:
+                self._dropped += 1
+            else:
+                self._waiting += data
+
+    def write(self, data: bytes) -> None:
+        self.add(data)
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what waits, as far as the output takes it now; another thread already
+        writing will write it instead."""
+        if self._retry_at and time.monotonic() < self._retry_at:
+            return
+        for _ in range(2):  # then leave what others added meanwhile to them
+            with self._lock:
+                if self._writing:
+                    return
+                data = self._drop_notice() + bytes(self._waiting)
+                if not data:
+                    return
+                self._waiting.clear()
+                self._writing = len(data)
+            taken = 0
+            try:
+                taken = self._out.write_some(data)
+            finally:
+                with self._lock:
+                    self._waiting[:0] = data[taken:]  # first out, before what came since
+                    self._writing = 0
+            if taken < len(data):
+                self._retry_at = time.monotonic() + RETRY_AFTER
+                return
+            self._retry_at = 0.0
+
+    def _drop_notice(self) -> bytes:
+        untold = self._dropped - self._told
+        if not untold or time.monotonic() - self._told_at < DROPS_TOLD_EVERY:
+            return b""
+        self._told, self._told_at = self._dropped, time.monotonic()
+        return f"guessgame: {untold} lines dropped: {self._name} is not keeping up\n".encode()
+
+    def flush_at_exit(self) -> None:
+        """Write what waits, waiting EXIT_FLUSH seconds at most for the reader."""
+        deadline = time.monotonic() + EXIT_FLUSH
+        self._told_at = -math.inf  # a last count of the losses, whenever the last was
+        while True:
+            self._retry_at = 0.0
+            self.flush()
+            left = deadline - time.monotonic()
+            fd = self._out.fileno()
+            if not self._waiting or left <= 0 or fd is None:
+                return
+            waiting = select.poll()  # not select(): the descriptor may be past 1023
+            waiting.register(fd, select.POLLOUT)
+            waiting.poll(left * 1000)
+
+
+_STDERR: Spool | None = None
+
+
+def stderr() -> Spool:
+    """The process's one spool on its own stderr, made on first use."""
+    global _STDERR
+    if _STDERR is None:
+        assert sys.__stderr__ is not None
+        _STDERR = Spool(for_stream(sys.__stderr__), "stderr")
+    return _STDERR
+
+
+def stderr_is_ours() -> bool:
+    """False while sys.stderr is redirected (a test's capture, say): write to that as is."""
+    return sys.stderr is sys.__stderr__ and sys.stderr is not None
+
+
+def flush_stderr_at_exit() -> None:
+    if _STDERR is not None:
+        _STDERR.flush_at_exit()
+
+
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Log records to whatever sys.stderr is at the time of each record, not at creation.
+
+    The process's own stderr is written through its spool: sessions log their farewells
+    from the event loop, and a stderr nobody reads must not stop it. Anything else (a
+    test's capture) is written as usual.
+    """
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: TextIO) -> None:
+        pass
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not stderr_is_ours():
+            super().emit(record)
+            return
+        try:
+            stderr().write((self.format(record) + "\n").encode(errors="replace"))
+        except Exception:  # as logging.Handler does: a failing handler must not raise
+            self.handleError(record)

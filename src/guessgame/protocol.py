@@ -128,6 +128,15 @@ class TooManyConnections(ProtocolError):
         super().__init__(f"server is full ({limit} connections); try again later")
 
 
+class OutOfDescriptors(ProtocolError):
+    """The server process has no file descriptor left to serve one more connection."""
+
+    closes_connection = True
+
+    def __init__(self) -> None:
+        super().__init__("server is out of file descriptors; try again later")
+
+
 class IdleTimeout(ProtocolError):
     closes_connection = True
 

@@ -27,7 +27,7 @@ from functools import partial
 
 from guessgame import crossing, protocol
 from guessgame.crossing import LOOP_TO_THREAD, THREAD_TO_LOOP, Carried, Party
-from guessgame.outputs import LinesOutput, Output, Write
+from guessgame.outputs import DROPS_TOLD_EVERY, LinesOutput, Output, Write
 from guessgame.protocol import Event
 
 log = logging.getLogger("guessgame")
@@ -40,8 +40,9 @@ one more per session may slip in; the bound holds within that."""
 BATCH_EVENTS = 256
 """Events joined into one write."""
 
-DROPS_LOGGED_EVERY = 5.0
-"""Seconds between two warnings about dropped reports; the first drop is told at once."""
+DROPS_LOGGED_EVERY = DROPS_TOLD_EVERY
+"""Seconds between two warnings about dropped reports, as for every output; the first
+drop is told at once."""
 
 STOP_FLUSH = 0.5
 """On stop, seconds the printer keeps writing what is queued; then it gives up."""
@@ -84,7 +85,7 @@ class Reports:
 
     def put_from_thread(self, event: Event) -> None:
         item: Event | Carried = event
-        if crossing.observed and isinstance(self._printer, asyncio.Task):
+        if crossing.items_observed and isinstance(self._printer, asyncio.Task):
             item = _carried(event, THREAD_TO_LOOP)
         if self._put(item) and self._asleep and self._loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody to wake
@@ -94,7 +95,7 @@ class Reports:
 
     def put_from_loop(self, event: Event) -> None:
         item: Event | Carried = event
-        if crossing.observed and isinstance(self._printer, threading.Thread):
+        if crossing.items_observed and isinstance(self._printer, threading.Thread):
             item = _carried(event, LOOP_TO_THREAD)
         if self._put(item) and self._asleep:
             self._wake.set()

@@ -25,6 +25,30 @@ caller's own, and its failure is raised as before).
 
 Past `max_workers`, jobs wait in a queue whose length the caller bounds: each
 connection has at most one call in flight, and the connection limit caps those.
+
+The state, all of it under `_lock`:
+
+- `_threads`  workers that have arrived (run `_Worker.run`) and not yet left, busy or idle;
+- `_idle`     the idle ones among them, a stack, each waiting on its own semaphore;
+- `_waking`   workers `submit` took off `_idle` and handed a job, not yet awake;
+- `_starting` workers reserved (by `_reserve` or `_spare`) whose thread has not arrived;
+- `_backlog`  jobs no worker holds yet.
+
+The rules that hold between them whenever the lock is free:
+
+1. `len(_threads) + _starting <= max_workers`: a start is reserved only within room.
+2. `_backlog` is empty while `_idle` is not: `submit` hands a job to an idle worker
+   before it queues one, and a worker takes from `_backlog` before it goes idle.
+3. Each queued job has a taker on its way: a starting worker, a waking one (which
+   starts more for what was queued while it woke), or a busy one, which looks at
+   `_backlog` before it goes idle. So the caller starts a thread only when
+   `_starting == _waking == 0`, and then one.
+4. `_starting` exceeds the jobs no starting worker will take by at most one: the spare,
+   reserved only while the pool grows (two or more threads, none idle or starting).
+5. An idle worker that timed out leaves only if it is still in `_idle`; otherwise it
+   was handed a job at that moment, and runs it.
+6. Once `_shut`, nothing is reserved or handed; idle workers are handed None and leave,
+   and busy ones leave after the backlog they can take.
 """
 
 from __future__ import annotations

@@ -32,7 +32,8 @@ class Connection:
         self._reader, self._writer = reader, writer
         self._limit = max_line_bytes
         self._idle_timeout = idle_timeout
-        self.peer = netutil.peer_of(writer.get_extra_info("socket"))
+        self.socket = writer.get_extra_info("socket")  # for a shutdown without the loop
+        self.peer = netutil.peer_of(self.socket)
         # The idle timeout: one timer per connection, pushed back lazily (see _idle_read).
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None

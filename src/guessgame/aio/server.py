@@ -11,7 +11,7 @@ from types import TracebackType
 from typing import Any
 
 from guessgame import netutil
-from guessgame.admission import ACCEPT_RETRY_DELAY, Sessions
+from guessgame.admission import ACCEPT_RETRY_DELAY, Reserve, Sessions
 from guessgame.observe import trace
 
 log = logging.getLogger("guessgame.server")
@@ -43,6 +43,7 @@ class Server:
         self._sessions = Sessions(max_connections, numbers)
         self._tasks: set[asyncio.Task[None]] = set()
         self._acceptor: asyncio.Task[None] | None = None
+        self._reserve = Reserve()
         self.address = netutil.address(listener.getsockname())
 
     @property
@@ -60,6 +61,7 @@ class Server:
             self._acceptor.cancel()
             await asyncio.gather(self._acceptor, return_exceptions=True)
         self._listener.close()
+        self._reserve.close()
         self._sessions.abort_all()
         # Only tasks still running: since 3.12, gather() over tasks that have all
         # finished returns a finished future without yielding to the loop, so a loop
@@ -110,13 +112,13 @@ class Server:
             # needs (asyncio streams or blocking reads), and each system call here is
             # one more wait for the GIL while worker threads run sessions.
             try:
-                sock, sockaddr = self._listener.accept()
+                accepted = self._reserve.accept(self._listener)
             except BlockingIOError:  # nobody else waiting
                 return taken
-            except OSError as error:
-                log.warning("accept failed: %s", error.strerror)
+            except OSError:  # logged by the reserve
                 return -1
-            self._admit(sock, netutil.address(sockaddr))
+            if accepted is not None:  # else a peer was told there is no descriptor left
+                self._admit(accepted[0], netutil.address(accepted[1]))
         return None
 
     def _admit(self, sock: socket.socket, peer: str) -> None:

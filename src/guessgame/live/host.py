@@ -15,7 +15,7 @@ from types import TracebackType
 
 from guessgame import netutil
 from guessgame.aio import server as aio_server
-from guessgame.bridge import Bridge, loop_thread_for
+from guessgame.bridge import Bridge, loop_thread
 from guessgame.config import SERVER_LAYERS, Settings
 from guessgame.live.flavour_stats import FlavourStats
 from guessgame.live.rollout import PerConnection
@@ -42,9 +42,9 @@ class ServerHost:
         self._stats = stats
         if listener is None:
             listener = netutil.listen(host, port, LISTEN_BACKLOG)
-        self._listener: socket.socket | None = listener
-        self.address = netutil.address(self._listener.getsockname())
-        self.port: int = self._listener.getsockname()[1]
+        self._listener = netutil.HeldListener(listener)
+        self.address = netutil.address(self._listener.sockname)
+        self.port: int = self._listener.sockname[1]
         self._reports: Reports | None = None
         self._threaded: threaded_server.Server | None = None
         self._async: aio_server.Server | None = None
@@ -58,11 +58,6 @@ class ServerHost:
     @property
     def _is_async(self) -> bool:
         return self.settings.layers.server
-
-    def _take_listener(self) -> socket.socket:
-        assert self._listener is not None, "a ServerHost starts once"
-        listener, self._listener = self._listener, None
-        return listener
 
     # --- from a thread -------------------------------------------------------------
 
@@ -128,7 +123,7 @@ class ServerHost:
     def _start_threaded(self) -> None:
         reports = None if self._write is None else Reports(self._write)
         serve = self._per_connection(reports).serve_in_thread
-        server = threaded_server.Server(self._take_listener(), serve,
+        server = threaded_server.Server(self._listener.take(), serve,
                                         self.settings.max_connections, self._numbers,
                                         self.settings.worker_idle_timeout)
         # Start threads only once nothing else can fail, so a failed start leaks none.
@@ -148,7 +143,7 @@ class ServerHost:
             self._reports = Reports(self._write)
             await self._reports.start_task()
         serve = self._per_connection(self._reports).serve_in_task
-        self._async = aio_server.Server(self._take_listener(), serve,
+        self._async = aio_server.Server(self._listener.take(), serve,
                                         self.settings.max_connections, self._numbers)
         await self._async.start()
 
@@ -167,10 +162,6 @@ def serving(settings: Settings, host: str = "127.0.0.1", port: int = 0,
     A loop thread is started only if a server-side layer is async, and is closed after
     the server has stopped.
     """
-    bridge = loop_thread_for(settings, SERVER_LAYERS)
-    try:
-        with ServerHost(settings, bridge, host, port, seed, write) as server:
-            yield server
-    finally:
-        if bridge is not None:
-            bridge.close()
+    with loop_thread(settings, SERVER_LAYERS) as bridge, \
+            ServerHost(settings, bridge, host, port, seed, write) as server:
+        yield server

@@ -140,8 +140,8 @@ class LiveServer:
 
     def __init__(self, settings: Settings, host: str, port: int, write: Write | Output | None,
                  seed: int | None = None) -> None:
-        self._listener: socket.socket | None = netutil.listen(host, port, LISTEN_BACKLOG)
-        self.address = netutil.address(self._listener.getsockname())
+        self._listener = netutil.HeldListener(netutil.listen(host, port, LISTEN_BACKLOG))
+        self.address = netutil.address(self._listener.sockname)
         self._settings = settings
         self._write = write
         self._seed = seed
@@ -165,8 +165,7 @@ class LiveServer:
                            else self._run_blocking(signals)):
                     pass
             finally:
-                if self._listener is not None:  # never handed to a server
-                    self._listener.close()
+                self._listener.close_unless_taken()
 
     # --- which mode -----------------------------------------------------------------
 
@@ -203,10 +202,11 @@ class LiveServer:
         self._current, self._settings = host, host.settings
         self._starting = None
 
-    def _take_listener(self) -> socket.socket:
-        assert self._listener is not None
-        listener, self._listener = self._listener, None
-        return listener
+    def _report_for(self, signum: int | None) -> Callable[[], None] | None:
+        """What a signal that asks for a report prints, in either mode."""
+        if signum == signal.SIGUSR1:
+            return self._print_waits
+        return self._print_stats if signum == signal.SIGUSR2 else None
 
     def _print_waits(self) -> None:
         """SIGUSR1: who waits on whom, then the flavour counts, on stderr."""
@@ -244,10 +244,8 @@ class LiveServer:
                 log.info("stopping on signal")
                 self._stop_all_blocking()
                 return True
-            if signum == signal.SIGUSR1:
-                self._print_waits()
-            elif signum == signal.SIGUSR2:
-                self._print_stats()
+            if (report := self._report_for(signum)) is not None:
+                report()
             elif signum == signal.SIGHUP and (new := reload.reread(self._settings)):
                 if new.needs_loop_for(SERVER_LAYERS):
                     self._starting = new
@@ -255,7 +253,7 @@ class LiveServer:
                 self._advance_blocking(new)
 
     def _advance_blocking(self, settings: Settings) -> None:
-        listener = self._take_listener() if self._current is None else self._current.hand_over()
+        listener = self._listener.take() if self._current is None else self._current.hand_over()
         self._handed_over()
         host = self._host(settings, listener, None)
         host.start()
@@ -292,13 +290,10 @@ class LiveServer:
                     log.info("stopping on signal")
                     await self._stop_all_on_loop()
                     return True
-                if signum == signal.SIGUSR1:
+                if (report := self._report_for(signum)) is not None:
                     # Built and written by a thread of its own, which asks the loop
                     # only to list its tasks; writing to stderr blocks.
-                    await run_in_new_thread(self._print_waits, "waits-report")
-                elif signum == signal.SIGUSR2:
-                    # Writing to stderr blocks; not on the loop's thread.
-                    await run_in_new_thread(self._print_stats, "flavour stats")
+                    await run_in_new_thread(report, "signal report")
                 elif signum == signal.SIGHUP:
                     # Reading a file blocks, and so does logging its error: not on the loop.
                     new = await run_in_new_thread(functools.partial(
@@ -317,7 +312,7 @@ class LiveServer:
     async def _advance_on_loop(self, settings: Settings) -> None:
         current = self._current
         if current is None:
-            listener = self._take_listener()
+            listener = self._listener.take()
         elif current.settings.layers.server:
             listener = await current.ahand_over()
         else:  # joins the threaded acceptor: not on the loop's thread
@@ -328,9 +323,10 @@ class LiveServer:
             await host.astart()
         else:
             # Without a layer that needs the loop, the generation must not use it: it
-            # outlives the loop when this mode ends. start() only starts threads.
+            # outlives the loop when this mode ends. start() starts its threads, and
+            # Thread.start() waits for each new thread to run: not on the loop's thread.
             host = self._host(settings, listener, None)
-            host.start()
+            await run_in_new_thread(host.start, "generation start")
         self._started(host)
 
     async def _stop_on_loop(self, host: ServerHost) -> None:

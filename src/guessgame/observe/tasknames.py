@@ -16,6 +16,8 @@ from guessgame import crossing
 
 
 class TaskNames(crossing.Observer):
+    items = False
+
     def taken(self, seen: crossing.Crossing) -> None:
         if seen.bridge == "run_coroutine_threadsafe":
             task = asyncio.current_task()

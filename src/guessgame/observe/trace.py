@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Final, NamedTuple, TextIO
 
-from guessgame import crossing
+from guessgame import crossing, outputs
 
 enabled = False
 
@@ -58,6 +58,7 @@ class Record(NamedTuple):
 Sink = Callable[[Record], None]
 _sinks: list[Sink] = []
 _flow_sinks: list[Sink] = []
+_flushes: list[Callable[[], None]] = []
 _lock = threading.Lock()
 
 
@@ -87,6 +88,8 @@ def event(layer: str, what: str, flow: int = 0, arrives: bool = False) -> None:
         record = Record(time.monotonic(), *where, layer, what, flow, arrives)
         for sink in _sinks:
             sink(record)
+    for flush in _flushes:  # never a write with the lock held: see StreamSink
+        flush()
 
 
 class _Crossings(crossing.Observer):
@@ -115,6 +118,8 @@ def add_sink(sink: Sink, flows: bool = False) -> None:
         _sinks.append(sink)
         if flows:
             _flow_sinks.append(sink)
+        if isinstance(sink, StreamSink):
+            _flushes.append(sink.flush)
         enabled = True
     crossing.attach(_CROSSINGS)
 
@@ -125,15 +130,38 @@ def remove_sink(sink: Sink) -> None:
         _sinks.remove(sink)
         if sink in _flow_sinks:
             _flow_sinks.remove(sink)
+        if isinstance(sink, StreamSink):
+            _flushes.remove(sink.flush)
         enabled = bool(_sinks)
     if not enabled:
         crossing.detach(_CROSSINGS)
 
 
-def stream_sink(stream: TextIO | None = None) -> Sink:
-    def write(record: Record) -> None:
-        out = stream or sys.stderr  # looked up late so that redirections apply
+class StreamSink:
+    """Trace lines on stderr, or on `stream` if given.
+
+    The process's own stderr takes them through its spool (outputs.py): a sink runs
+    under the trace's lock, from the loop and from every thread, so it only adds the
+    line, and `event()` flushes the spool once the lock is released. A stderr nobody
+    reads then costs trace lines, counted, never a wait. Any other stream (a test's
+    capture, a redirection) is written as is.
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream
+
+    def __call__(self, record: Record) -> None:
+        if self._stream is None and outputs.stderr_is_ours():
+            outputs.stderr().add((record.line() + "\n").encode(errors="replace"))
+            return
+        out = self._stream or sys.stderr  # looked up late so that redirections apply
         out.write(record.line() + "\n")
         out.flush()
 
-    return write
+    def flush(self) -> None:
+        if self._stream is None and outputs.stderr_is_ours():
+            outputs.stderr().flush()
+
+
+def stream_sink(stream: TextIO | None = None) -> StreamSink:
+    return StreamSink(stream)

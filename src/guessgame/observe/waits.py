@@ -87,6 +87,8 @@ class WaitGraph(crossing.Observer):
     """The seam's observer that keeps `_in_flight`: a call's sender waits from sent to
     returned, for whoever took it; a blocked side waits until it goes on."""
 
+    items = False  # a line or report in a queue is no wait; only a blocked side is
+
     def sent(self, seen: crossing.Crossing) -> None:
         if seen.is_call:
             seen.marks["wait"] = begin(seen.bridge, seen.taker, waiter=seen.sender)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import socket
 import struct
+import time
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 from guessgame import netutil, protocol
 from guessgame.observe import trace
@@ -34,12 +36,11 @@ class Connection:
         # calls, and two more hand-offs of the GIL, for every line.
         sock.settimeout(None)
         if idle_timeout:
-            timeval = struct.pack("ll", int(idle_timeout), int(idle_timeout % 1 * 1_000_000))
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(idle_timeout))
         netutil.no_delay(sock)  # each round is a few small writes
         self._sock = sock
-        self._file = sock.makefile("rb")
+        self._socket_io = _LineDeadline(sock, idle_timeout)
+        self._file = io.BufferedReader(self._socket_io)
         self._limit = max_line_bytes
         self._idle_timeout = idle_timeout
         self.peer = netutil.peer_of(sock)
@@ -59,31 +60,21 @@ class Connection:
             raise PeerClosed() from error
 
     def receive(self) -> str:
+        socket_io = self._socket_io
         try:
             raw = self._file.readline(self._limit)
         except (OSError, ValueError) as error:  # ValueError: closed by another thread
+            socket_io.deadline = 0.0
             raise PeerClosed() from error
-        if not raw.endswith(protocol.NEWLINE) and len(raw) < self._limit and self._timed_out():
+        if socket_io.deadline:  # this line went to the socket: the next one starts afresh
+            socket_io.deadline = 0.0
+        if (not raw.endswith(protocol.NEWLINE) and len(raw) < self._limit
+                and socket_io.take_timed_out()):
             raise IdleTimeout(self._idle_timeout or 0)
         line = protocol.decode(protocol.frame(raw, self._limit))
         if trace.enabled:
             trace.event("connection", f"receive {line!r}")
         return line
-
-    def _timed_out(self) -> bool:
-        """After a short read: did the receive timeout expire, rather than the peer leave?
-
-        A timed-out recv() looks like the end of the stream to the file (it returns what
-        it has), so ask the socket: at the end of the stream, a peek reads b"".
-        """
-        if self._idle_timeout is None:
-            return False
-        try:
-            return self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
-        except BlockingIOError:
-            return True
-        except OSError:
-            return False
 
     def close(self) -> None:
         # A coroutine may close this while a worker thread is parked in receive()
@@ -98,3 +89,65 @@ class Connection:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def _timeval(seconds: float) -> bytes:
+    return struct.pack("ll", int(seconds), int(seconds % 1 * 1_000_000))
+
+
+class _LineDeadline(io.RawIOBase):
+    """The socket under the buffered file, giving each line `idle_timeout` in all.
+
+    SO_RCVTIMEO bounds one recv(), and each byte a peer trickles starts it again. So
+    the first recv() of a line waits the whole timeout and sets the line's deadline;
+    only a line that needs more than one recv() pays for a clock read and a
+    setsockopt() per further recv(), to wait no longer than what is left of its time.
+    A line found in the buffer costs no system call, and one read by one recv() costs
+    that recv(), as before.
+    """
+
+    def __init__(self, sock: socket.socket, idle_timeout: float | None) -> None:
+        super().__init__()
+        self._sock = sock
+        self._idle_timeout = idle_timeout
+        self.deadline = 0.0
+        """When the line being read times out; 0 until its first recv(). The connection
+        sets it back to 0 once it has the line."""
+        self._shortened = False
+        self._timed_out = False
+        if idle_timeout:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(idle_timeout))
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        if not self._idle_timeout:
+            return self._sock.recv_into(buffer)
+        if not self.deadline:
+            self.deadline = time.monotonic() + self._idle_timeout
+            if self._shortened:  # a line of many recv()s shortened the wait: restore it
+                self._wait_at_most(self._idle_timeout)
+                self._shortened = False
+        else:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                self._timed_out = True
+                return None  # the buffered file returns the short line it has
+            self._wait_at_most(left)
+            self._shortened = True
+        try:
+            return self._sock.recv_into(buffer)
+        except BlockingIOError:  # SO_RCVTIMEO expired
+            self._timed_out = True
+            return None
+
+    def _wait_at_most(self, seconds: float) -> None:
+        # A timeval of zero would mean no timeout at all: wait at least a microsecond.
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                              _timeval(max(seconds, 1e-6)))
+
+    def take_timed_out(self) -> bool:
+        """After a short line: True if its time ran out, rather than the peer left."""
+        timed_out, self._timed_out = self._timed_out, False
+        return timed_out

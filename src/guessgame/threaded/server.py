@@ -2,7 +2,7 @@
 
 Session threads come from a `WorkerPool`: a burst of arrivals starts them in parallel
 instead of one `Thread.start()` after another in the acceptor, and a thread whose peer
-left serves the next arrival or retires after `idle_timeout`."""
+left serves the next arrival or retires after `worker_idle_timeout`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 
 from guessgame import netutil, workers
-from guessgame.admission import ACCEPT_RETRY_DELAY, Sessions
+from guessgame.admission import ACCEPT_RETRY_DELAY, Reserve, Sessions
 from guessgame.observe import trace
 from guessgame.workers import WorkerPool
 
@@ -38,11 +38,12 @@ class Server:
 
     def __init__(self, listener: socket.socket, serve: Serve, max_connections: int,
                  numbers: Iterator[int] | None = None,
-                 idle_timeout: float = workers.IDLE_TIMEOUT) -> None:
+                 worker_idle_timeout: float = workers.IDLE_TIMEOUT) -> None:
         self._listener = listener
         self._serve = serve
         self._sessions = Sessions(max_connections, numbers)
-        self._pool = WorkerPool("session", max_connections, idle_timeout)
+        self._pool = WorkerPool("session", max_connections, worker_idle_timeout)
+        self._reserve = Reserve()
         self._stopping = False
         self._wake_reader, self._wake_writer = socket.socketpair()
         self._acceptor: threading.Thread | None = None
@@ -69,6 +70,7 @@ class Server:
         self._wake_writer.close()
         self._sessions.abort_all()
         self._pool.shutdown()
+        self._reserve.close()
 
     def hand_over_listener(self) -> socket.socket:
         """Stop accepting and return the listener for another server to accept on.
@@ -83,7 +85,7 @@ class Server:
         if self._acceptor is not None:
             self._acceptor.join()
         # No arrival can reach this server's pool any more: its idle session threads go
-        # now, and each busy one once its session ends, not after idle_timeout.
+        # now, and each busy one once its session ends, not after worker_idle_timeout.
         self._pool.shutdown(wait=False)
         return self._listener.dup()
 
@@ -127,16 +129,18 @@ class Server:
     def _accept_waiting(self) -> tuple[list[tuple[socket.socket, str]], bool]:
         """Up to ADMIT_BATCH waiting peers, and whether accept() failed."""
         arrivals: list[tuple[socket.socket, str]] = []
-        while len(arrivals) < ADMIT_BATCH and not self._stopping:
-            # On a stop or a hand-over the rest stay in the backlog.
+        for _ in range(ADMIT_BATCH):
+            if self._stopping:  # on a stop or a hand-over the rest stay in the backlog
+                break
             try:
-                sock, sockaddr = self._listener.accept()
+                accepted = self._reserve.accept(self._listener)
             except BlockingIOError:  # nobody else waiting
                 break
-            except OSError as error:
-                log.warning("accept failed: %s", error.strerror)
+            except OSError:  # logged by the reserve
                 return arrivals, True
-            arrivals.append((sock, netutil.address(sockaddr)))
+            if accepted is not None:  # else a peer was told there is no descriptor left
+                sock, sockaddr = accepted
+                arrivals.append((sock, netutil.address(sockaddr)))
         return arrivals, False
 
     def _admit(self, sock: socket.socket, peer: str) -> bool:

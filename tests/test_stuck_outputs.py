@@ -1,0 +1,94 @@
+"""No output stream can stop the server: a trace on a stderr nobody reads costs trace
+lines, counted, never a game, a newcomer or a stop. Every server combination, and the
+spool that stderr's writers share."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from guessgame import outputs
+from guessgame.config import Layers
+from peers import CONFIG, SHUTDOWN_LIMIT, Peer, layers_arg, play_rounds, stop_and_time
+
+ROUNDS = 10_000
+ROUNDS_LIMIT = 10.0
+"""Seconds for ROUNDS: with a stderr that is read, the trace lets 10,000 rounds take
+0.5-0.7 s on a 2-core machine; a sink that waits for the reader never finishes."""
+
+PIPE_BYTES = 4096
+
+
+def test_a_trace_on_a_stderr_nobody_reads_stops_nothing(layers: Layers) -> None:
+    """`serve` never runs the client layer, so the 16 combinations are 8 servers twice:
+    each server takes SIGINT once and SIGTERM once."""
+    signum = signal.SIGINT if layers.client else signal.SIGTERM
+    server = subprocess.Popen(
+        [sys.executable, "-m", "guessgame", "serve", "--port", "0", "--config", str(CONFIG),
+         "--async", layers_arg(layers), "--trace"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert server.stdout is not None and server.stderr is not None
+        for pipe in (server.stdout, server.stderr):
+            fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        first = server.stdout.readline().decode()  # and never another byte of either
+        port = int(first.rsplit(":", 1)[1])
+        started = time.monotonic()
+        play_rounds(port, ROUNDS)
+        took = time.monotonic() - started
+        with Peer(port) as newcomer:
+            assert newcomer.probe() == ["1"]
+        code, stopping = stop_and_time(server, signum)
+    finally:
+        if server.poll() is None:  # only after a failed assertion: do not leave it
+            server.kill()
+        _, err = server.communicate()
+    assert took < ROUNDS_LIMIT, f"{ROUNDS} rounds took {took:.2f} s"
+    assert code == 0, err.decode(errors="replace")
+    assert stopping < SHUTDOWN_LIMIT, f"stopping took {stopping:.2f} s"
+    assert b"Traceback" not in err
+
+
+def pipe_spool(bound: int = outputs.SPOOL_BOUND) -> tuple[outputs.Spool, int]:
+    """A spool on a small pipe of our own, and the pipe's reading end."""
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    return outputs.Spool(outputs.NonBlockingOutput.reopen(write_end), "the pipe", bound), read_end
+
+
+def drain(fd: int) -> bytes:
+    os.set_blocking(fd, False)
+    chunks = []
+    try:
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    except BlockingIOError:
+        pass
+    return b"".join(chunks)
+
+
+def test_a_stuck_reader_costs_lines_counted_and_told_once() -> None:
+    line = b"x" * 99 + b"\n"
+    spool, read_end = pipe_spool(bound=1000)
+    try:
+        for _ in range(PIPE_BYTES // len(line) + 10 + 20):  # the pipe, the bound, 20 more
+            spool.write(line)
+        assert spool.dropped == 20
+        assert len(drain(read_end)) == PIPE_BYTES // len(line) * len(line)
+        spool.flush_at_exit()  # room again: what waited goes, after one count of the loss
+        said = drain(read_end).splitlines(keepends=True)
+        assert said[0] == b"guessgame: 20 lines dropped: the pipe is not keeping up\n"
+        assert said[1:] == [line] * 10
+        for _ in range(PIPE_BYTES // len(line) + 10 + 1):  # stuck again: one more lost
+            spool.write(line)
+        assert spool.dropped == 21
+        drain(read_end)
+        time.sleep(outputs.RETRY_AFTER)  # a stuck spool tries again only after this
+        spool.flush()  # room again, but the last count was told just now: not yet again
+        assert drain(read_end) == line * 10
+    finally:
+        os.close(read_end)
