@@ -49,8 +49,7 @@ class Sessions:
                 self._open[session_id] = sock
                 return session_id
         log.warning("%s: refused: %d connections already", peer, self.limit)
-        with sock:
-            netutil.try_send(sock, self._refusal)
+        netutil.refuse(sock, self._refusal)
         return None
 
     def release(self, session_id: str) -> None:
@@ -114,8 +113,7 @@ class Reserve:
         self._spare = -1
         try:
             sock, _ = listener.accept()  # BlockingIOError: nobody waiting after all
-            with sock:
-                netutil.try_send(sock, self._refusal)
+            netutil.refuse(sock, self._refusal)
         except BlockingIOError:
             raise
         except OSError:  # the spare went to another thread meanwhile

@@ -60,13 +60,28 @@ def abort(sock: Any) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
-def try_send(sock: socket.socket, data: bytes) -> None:
-    """Send a short farewell without blocking; a peer that cannot take it loses it."""
-    try:
-        sock.setblocking(False)
-        sock.send(data)
-    except OSError:
-        pass
+def refuse(sock: socket.socket, farewell: bytes) -> None:
+    """Send a peer that cannot be served a one-line farewell without blocking, and
+    close. A peer that cannot take it loses it.
+
+    A socket closed with unread input sends a reset instead of a FIN, and a reset may
+    reach the peer before it has read the farewell, which it then never sees. The peer
+    sends its first lines at once, so what has arrived is read and dropped first.
+    """
+    with sock:
+        try:
+            sock.setblocking(False)
+            sock.send(farewell)
+            sock.shutdown(socket.SHUT_WR)
+            for _ in range(REFUSAL_DRAIN_READS):
+                if not sock.recv(65536):
+                    break
+        except OSError:  # nothing more arrived, or the peer is gone already
+            pass
+
+
+REFUSAL_DRAIN_READS = 4
+"""Reads of what a refused peer already sent, at most, before its socket is closed."""
 
 
 class HeldListener:
