@@ -91,6 +91,14 @@ class Connection:
             trace.event("connection", f"receive {line!r}")
         return line
 
+    def read_ahead(self) -> bool:
+        """Whether a whole line is already read ahead, so that receive() returns it
+        without waiting for the peer. Never waits itself."""
+        # StreamReader keeps what it read in `_buffer`, a bytearray, and offers no
+        # public way to look: readuntil() itself searches it the same way.
+        buffer: bytearray = getattr(self._reader, "_buffer", bytearray())
+        return protocol.NEWLINE in buffer
+
     # The idle timeout. asyncio.timeout() per line would schedule and cancel a timer for
     # every line, and keep both alive while the connection is idle. Instead each line
     # only moves the deadline; the one timer, when it fires early, sets itself again.

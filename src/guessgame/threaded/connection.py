@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import socket
 import struct
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 from guessgame import netutil, protocol
 from guessgame.observe import trace
@@ -39,7 +40,7 @@ class Connection:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
         netutil.no_delay(sock)  # each round is a few small writes
         self._sock = sock
-        self._file = sock.makefile("rb")
+        self._file = _Reads(sock)
         self._limit = max_line_bytes
         self._idle_timeout = idle_timeout
         self.peer = netutil.peer_of(sock)
@@ -57,6 +58,36 @@ class Connection:
             self._sock.sendall(protocol.encode(line))
         except OSError as error:
             raise PeerClosed() from error
+
+    def send_now(self, line: str) -> bytes:
+        """Send what the socket takes at once, without ever blocking; return the rest.
+
+        For a caller that must not block, the event loop (adapters.AsyncFace): a reply
+        that fits the socket's buffer, as nearly every reply does, then crosses to no
+        thread at all. The rest, b"" if nothing is left, goes to `send_rest` in a worker.
+        """
+        if trace.enabled:
+            trace.event("connection", f"send {line!r}")
+        data = protocol.encode(line)
+        try:
+            sent = self._sock.send(data, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return data
+        except OSError as error:
+            raise PeerClosed() from error
+        return data[sent:]
+
+    def send_rest(self, data: bytes) -> None:
+        """The blocking end of `send_now`: what the socket did not take at once."""
+        try:
+            self._sock.sendall(data)
+        except OSError as error:
+            raise PeerClosed() from error
+
+    def read_ahead(self) -> bool:
+        """Whether a whole line is already read ahead, so that receive() returns it
+        without waiting for the peer. Never waits itself."""
+        return self._file.has_line()
 
     def receive(self) -> str:
         try:
@@ -98,3 +129,50 @@ class Connection:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+class _Reads:
+    """The socket's buffered reader, counting what it read and what it handed out, so
+    that `read_ahead` can look into its buffer: BufferedReader.peek() would wait for
+    the peer whenever the buffer is empty, and nothing else tells whether it is."""
+
+    __slots__ = ("_buffer", "_handed", "_raw")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._raw = _CountedRaw(sock.makefile("rb", buffering=0))
+        self._buffer = io.BufferedReader(self._raw)
+        self._handed = 0
+
+    def readline(self, limit: int) -> bytes:
+        raw = self._buffer.readline(limit)
+        self._handed += len(raw)
+        return raw
+
+    def has_line(self) -> bool:
+        held = self._raw.count - self._handed
+        return held > 0 and protocol.NEWLINE in self._buffer.peek(held)[:held]
+
+    def close(self) -> None:
+        self._buffer.close()
+
+
+class _CountedRaw(io.RawIOBase):
+    """A socket's raw reads, counted."""
+
+    def __init__(self, raw: io.RawIOBase) -> None:
+        super().__init__()
+        self._raw = raw
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        got = self._raw.readinto(buffer)
+        if got:
+            self.count += got
+        return got
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
