@@ -38,6 +38,10 @@ class Connection:
         self._timer: asyncio.TimerHandle | None = None
         self._reading: asyncio.Task[object] | None = None
         self._timed_out = False
+        # Built on its loop, always. Asking asyncio for the running loop (and so for
+        # the current task) checks the process id on 3.11 and 3.12: a getpid() system
+        # call, twice per line here.
+        self._loop = asyncio.get_running_loop()
 
     @classmethod
     async def open(cls, sock: socket.socket, max_line_bytes: int,
@@ -107,11 +111,11 @@ class Connection:
         """Start watching the read about to begin; the task's cancel count before it."""
         if self._idle_timeout is None:
             return 0
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         self._deadline = loop.time() + self._idle_timeout
         if self._timer is None:
             self._timer = loop.call_at(self._deadline, self._check_idle)
-        task = asyncio.current_task()
+        task = asyncio.current_task(loop)
         assert task is not None  # receive() is always awaited in a task
         self._reading, self._timed_out = task, False
         return task.cancelling()
@@ -125,7 +129,7 @@ class Connection:
         self._timer = None
         if self._reading is None:  # between lines: the next receive() sets the timer
             return
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         if loop.time() >= self._deadline:
             self._timed_out = True
             self._reading.cancel()
