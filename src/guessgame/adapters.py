@@ -186,6 +186,7 @@ class AsyncFace:
             self._inbox, "janus (inbox)", f"reader {self.peer}", _received)
         self._ready: collections.deque[str | GameError] = collections.deque()
         self._reader: asyncio.Task[None] | None = None  # started by the first receive()
+        self._closing = False
 
     async def send(self, line: str) -> None:
         rest = self._connection.send_now(line)
@@ -215,6 +216,7 @@ class AsyncFace:
     async def close(self) -> None:
         # Refuse the reader's next batch, then wake it from its read: closing a socket
         # never blocks, and the reader's worker is free again before close() returns.
+        self._closing = True
         self._inbox.shutdown(immediate=True)
         self._connection.close()
         if self._reader is not None:
@@ -240,11 +242,16 @@ class AsyncFace:
                     batch.append(gone)
                     last = True
             try:
-                self._inbox_sync.put(tuple(batch))
-            except janus.SyncQueueShutDown:  # closed by the loop side
+                # Closed by the loop side, which shuts the queue before it wakes this
+                # read: then the batch is not offered, so no crossing is left untaken.
+                if not self._closing:
+                    self._inbox_sync.put(tuple(batch))
+            except janus.SyncQueueShutDown:  # closed while waiting for room
                 return
             finally:
                 del batch  # an error's traceback holds this frame, which must not hold it
+            if self._closing:
+                return
             if last:
                 self._inbox.shutdown()  # a further receive() fails instead of waiting
                 return
