@@ -45,6 +45,8 @@ CALL = {  # (caller world, callee world): how the caller waits for the callee
 }
 STREAM = {  # (reader world, connection world): how lines flow besides the calls
     ("thread", "loop"): {"janus thread->loop", "janus loop->thread"},
+    # A reader thread feeds the loop; replies go out from the loop without crossing.
+    ("loop", "thread"): {"janus thread->loop"},
 }
 
 

@@ -4,13 +4,18 @@
   cross in janus queues: a reader task fills `inbox`, a writer task drains `outbox`.
   A stream of lines is what crosses here, and janus keeps it a stream: the thread
   never makes a round trip to the loop per line, it only waits on a queue.
-- `AsyncFace`: a blocking connection used by a session or client coroutine. Each call
-  runs in a worker thread through `Bridge.run_in_thread` (run_in_executor).
+- `AsyncFace`: a blocking connection used by a session or client coroutine. It streams
+  the other way round: one reader in a worker thread (one `Bridge.run_in_thread` call
+  that lasts as long as the connection) receives lines and puts them in a janus queue,
+  the lines that arrived together as one item. A reply is written from the loop with a
+  send that never blocks; only when the peer is slow to read does the rest go to a
+  worker (run_in_thread). So a line crosses at most once, one way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import socket
 from typing import Any
 
@@ -22,12 +27,19 @@ from guessgame.bridge import Bridge, BridgeError
 from guessgame.protocol import GameError, PeerClosed, ProtocolError
 from guessgame.threaded import connection as threaded
 
-INBOX_LINES = 16
-"""Lines read ahead for a thread; past this the reader stops reading the socket."""
-
 OUTBOX_LINES = 16
 """Lines a thread may send ahead of the socket; past this send() waits for the writer,
 so a peer that never reads fills its own TCP window, not the server's memory."""
+
+
+INBOX_BATCHES = 16
+"""Batches of lines read ahead for the side that uses the connection; past this the
+reader stops reading the socket."""
+
+BATCH_LINES = 16
+"""Lines one batch holds at most: lines read ahead together cross as one queue item."""
+
+Batch = tuple[str | GameError, ...]
 
 
 class BlockingFace:
@@ -37,7 +49,8 @@ class BlockingFace:
         self._connection = connection
         self._bridge = bridge
         self.peer = connection.peer
-        self._inbox: janus.Queue[str | GameError] = janus.Queue(INBOX_LINES)
+        self._inbox: janus.Queue[Batch] = janus.Queue(INBOX_BATCHES)
+        self._ready: collections.deque[str | GameError] = collections.deque()
         self._outbox: janus.Queue[str] = janus.Queue(OUTBOX_LINES)
         # The face holds each queue's two ends itself, so that closing can unlink them
         # from their queue (see _unlink) and they still answer afterwards. While the
@@ -70,10 +83,12 @@ class BlockingFace:
             raise PeerClosed() from self._send_failure
 
     def receive(self) -> str:
-        try:
-            item: str | GameError = self._inbox_sync.get()
-        except janus.SyncQueueShutDown:  # the reader already handed over the end
-            raise PeerClosed() from None
+        if not self._ready:
+            try:
+                self._ready.extend(self._inbox_sync.get())
+            except janus.SyncQueueShutDown:  # the reader already handed over the end
+                raise PeerClosed() from None
+        item = self._ready.popleft()
         if isinstance(item, GameError):
             try:
                 raise item
@@ -94,17 +109,21 @@ class BlockingFace:
 
     async def _read(self) -> None:
         while True:
-            item: str | GameError
-            try:
-                item = await self._connection.receive()
-                last = False
-            except ProtocolError as error:
-                item, last = error, error.closes_connection
-            except PeerClosed as gone:
-                item, last = gone, True
-            await self._inbox_async.put(item)
+            batch: list[str | GameError] = []
+            last = False
+            while not last and (not batch or (len(batch) < BATCH_LINES
+                                and self._connection.read_ahead())):
+                try:
+                    batch.append(await self._connection.receive())
+                except ProtocolError as error:
+                    batch.append(error)
+                    last = error.closes_connection
+                except PeerClosed as gone:
+                    batch.append(gone)
+                    last = True
+            await self._inbox_async.put(tuple(batch))
             # An error's traceback holds this frame, which must not hold the error.
-            del item
+            del batch
             if last:
                 self._inbox.shutdown()  # a further receive() fails instead of waiting
                 return
@@ -161,21 +180,84 @@ def _unlink(queue: janus.Queue[Any]) -> None:
 
 
 class AsyncFace:
-    """The asyncio `Lines` interface over a blocking connection."""
+    """The asyncio `Lines` interface over a blocking connection. Build it on the loop."""
 
     def __init__(self, connection: threaded.Connection, bridge: Bridge) -> None:
         self._connection = connection
         self._bridge = bridge
         self.peer = connection.peer
         self._thread_name = f"connection {self.peer}"
+        self._inbox: janus.Queue[Batch] = janus.Queue(INBOX_BATCHES)
+        self._inbox_sync, self._inbox_async = crossing.ends(
+            self._inbox, "janus (inbox)", f"reader {self.peer}", _received)
+        self._ready: collections.deque[str | GameError] = collections.deque()
+        self._reader: asyncio.Task[None] | None = None  # started by the first receive()
+        self._closing = False
 
     async def send(self, line: str) -> None:
-        await self._bridge.run_in_thread("connection", self._connection.send, line,
-                                         thread_name=self._thread_name)
+        rest = self._connection.send_now(line)
+        if rest:  # the peer is slow to read: wait for room in a worker, not on the loop
+            await self._bridge.run_in_thread("connection", self._connection.send_rest, rest,
+                                             thread_name=self._thread_name)
 
     async def receive(self) -> str:
-        return await self._bridge.run_in_thread("connection", self._connection.receive,
-                                                thread_name=self._thread_name)
+        if not self._ready:
+            if self._reader is None:
+                self._reader = asyncio.create_task(
+                    self._bridge.run_in_thread("connection", self._read,
+                                               thread_name=f"reader {self.peer}"),
+                    name=f"reader {self.peer}")
+            try:
+                self._ready.extend(await self._inbox_async.get())
+            except janus.AsyncQueueShutDown:  # the reader has handed over its last line
+                raise PeerClosed() from None
+        item = self._ready.popleft()
+        if isinstance(item, GameError):
+            try:
+                raise item
+            finally:
+                del item  # the traceback keeps this frame, which must not keep the error
+        return item
 
     async def close(self) -> None:
-        self._connection.close()  # closing a socket never blocks, so no crossing
+        # Refuse the reader's next batch, then wake it from its read: closing a socket
+        # never blocks, and the reader's worker is free again before close() returns.
+        self._closing = True
+        self._inbox.shutdown(immediate=True)
+        self._connection.close()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
+        await self._inbox.aclose()
+        _unlink(self._inbox)
+
+    # --- the reader's thread ---------------------------------------------------------
+
+    def _read(self) -> None:
+        connection = self._connection
+        while True:
+            batch: list[str | GameError] = []
+            last = False
+            while not last and (not batch or (len(batch) < BATCH_LINES
+                                              and connection.read_ahead())):
+                try:
+                    batch.append(connection.receive())
+                except ProtocolError as error:
+                    batch.append(error)
+                    last = error.closes_connection
+                except PeerClosed as gone:
+                    batch.append(gone)
+                    last = True
+            try:
+                # Closed by the loop side, which shuts the queue before it wakes this
+                # read: then the batch is not offered, so no crossing is left untaken.
+                if not self._closing:
+                    self._inbox_sync.put(tuple(batch))
+            except janus.SyncQueueShutDown:  # closed while waiting for room
+                return
+            finally:
+                del batch  # an error's traceback holds this frame, which must not hold it
+            if self._closing:
+                return
+            if last:
+                self._inbox.shutdown()  # a further receive() fails instead of waiting
+                return

@@ -39,6 +39,10 @@ class Connection:
         self._timer: asyncio.TimerHandle | None = None
         self._reading: asyncio.Task[object] | None = None
         self._timed_out = False
+        # Built on its loop, always. Asking asyncio for the running loop (and so for
+        # the current task) checks the process id on 3.11 and 3.12: a getpid() system
+        # call, twice per line here.
+        self._loop = asyncio.get_running_loop()
 
     @classmethod
     async def open(cls, sock: socket.socket, max_line_bytes: int,
@@ -92,6 +96,14 @@ class Connection:
             trace.event("connection", f"receive {line!r}")
         return line
 
+    def read_ahead(self) -> bool:
+        """Whether a whole line is already read ahead, so that receive() returns it
+        without waiting for the peer. Never waits itself."""
+        # StreamReader keeps what it read in `_buffer`, a bytearray, and offers no
+        # public way to look: readuntil() itself searches it the same way.
+        buffer: bytearray = getattr(self._reader, "_buffer", bytearray())
+        return protocol.NEWLINE in buffer
+
     # The idle timeout. asyncio.timeout() per line would schedule and cancel a timer for
     # every line, and keep both alive while the connection is idle. Instead each line
     # only moves the deadline; the one timer, when it fires early, sets itself again.
@@ -100,11 +112,11 @@ class Connection:
         """Start watching the read about to begin; the task's cancel count before it."""
         if self._idle_timeout is None:
             return 0
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         self._deadline = loop.time() + self._idle_timeout
         if self._timer is None:
             self._timer = loop.call_at(self._deadline, self._check_idle)
-        task = asyncio.current_task()
+        task = asyncio.current_task(loop)
         assert task is not None  # receive() is always awaited in a task
         self._reading, self._timed_out = task, False
         return task.cancelling()
@@ -118,7 +130,7 @@ class Connection:
         self._timer = None
         if self._reading is None:  # between lines: the next receive() sets the timer
             return
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         if loop.time() >= self._deadline:
             self._timed_out = True
             self._reading.cancel()

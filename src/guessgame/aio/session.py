@@ -13,6 +13,10 @@ from guessgame.protocol import Event, Guesser, PeerClosed, ProtocolError
 
 log = logging.getLogger("guessgame.session")
 
+TURN_LINES = 16
+"""Lines a session serves before it lets the other tasks run, whether or not it had to
+wait for any of them."""
+
 
 class Session:
     """Feeds each received line to the guesser and carries out the step it returns."""
@@ -22,6 +26,7 @@ class Session:
         self._connection = connection
         self._guesser = guesser
         self._report = report
+        self._served = 0
 
     async def run(self) -> None:
         """Serve until the peer leaves or a line forces the connection closed."""
@@ -46,7 +51,11 @@ class Session:
         # A line read from the buffer and a reply that fits the socket's buffer
         # complete without suspending, so a peer that sends many lines at once would
         # keep the loop from everyone else; since 3.12 more awaits complete eagerly.
-        await asyncio.sleep(0)
+        # Yielding after every line cost a loop turn per line; a peer that waits for
+        # each reply yields in receive() anyway, so a turn every TURN_LINES is enough.
+        self._served += 1
+        if self._served % TURN_LINES == 0:
+            await asyncio.sleep(0)
         if step.close:
             log.info("%s: closing: %s", self._connection.peer, step.reply)
         return not step.close

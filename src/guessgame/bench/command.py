@@ -192,7 +192,7 @@ def run_chosen(args: argparse.Namespace, settings: Settings) -> int:
     if args.reload:
         return run_reload(args, settings)
     if args.crossings:
-        return crossings.run(args.quiet)
+        return crossings.run(args.quiet, args.out)
     try:
         chosen = targets(args, settings)
     except ConfigError as error:

@@ -40,7 +40,7 @@ class Connection:
         netutil.no_delay(sock)  # each round is a few small writes
         self._sock = sock
         self._socket_io = _LineDeadline(sock, idle_timeout)
-        self._file = io.BufferedReader(self._socket_io)
+        self._file = _Reads(self._socket_io)
         self._limit = max_line_bytes
         self._idle_timeout = idle_timeout
         self.peer = netutil.peer_of(sock)
@@ -58,6 +58,36 @@ class Connection:
             self._sock.sendall(protocol.encode(line))
         except OSError as error:
             raise PeerClosed() from error
+
+    def send_now(self, line: str) -> bytes:
+        """Send what the socket takes at once, without ever blocking; return the rest.
+
+        For a caller that must not block, the event loop (adapters.AsyncFace): a reply
+        that fits the socket's buffer, as nearly every reply does, then crosses to no
+        thread at all. The rest, b"" if nothing is left, goes to `send_rest` in a worker.
+        """
+        if trace.enabled:
+            trace.event("connection", f"send {line!r}")
+        data = protocol.encode(line)
+        try:
+            sent = self._sock.send(data, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return data
+        except OSError as error:
+            raise PeerClosed() from error
+        return data[sent:]
+
+    def send_rest(self, data: bytes) -> None:
+        """The blocking end of `send_now`: what the socket did not take at once."""
+        try:
+            self._sock.sendall(data)
+        except OSError as error:
+            raise PeerClosed() from error
+
+    def read_ahead(self) -> bool:
+        """Whether a whole line is already read ahead, so that receive() returns it
+        without waiting for the peer. Never waits itself."""
+        return self._file.has_line()
 
     def receive(self) -> str:
         socket_io = self._socket_io
@@ -115,6 +145,7 @@ class _LineDeadline(io.RawIOBase):
         sets it back to 0 once it has the line."""
         self._shortened = False
         self._timed_out = False
+        self.count = 0  # bytes read, for _Reads
         if idle_timeout:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(idle_timeout))
 
@@ -123,7 +154,9 @@ class _LineDeadline(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int | None:
         if not self._idle_timeout:
-            return self._sock.recv_into(buffer)
+            got = self._sock.recv_into(buffer)
+            self.count += got
+            return got
         if not self.deadline:
             self.deadline = time.monotonic() + self._idle_timeout
             if self._shortened:  # a line of many recv()s shortened the wait: restore it
@@ -137,10 +170,12 @@ class _LineDeadline(io.RawIOBase):
             self._wait_at_most(left)
             self._shortened = True
         try:
-            return self._sock.recv_into(buffer)
+            got = self._sock.recv_into(buffer)
         except BlockingIOError:  # SO_RCVTIMEO expired
             self._timed_out = True
             return None
+        self.count += got
+        return got
 
     def _wait_at_most(self, seconds: float) -> None:
         # A timeval of zero would mean no timeout at all: wait at least a microsecond.
@@ -151,3 +186,28 @@ class _LineDeadline(io.RawIOBase):
         """After a short line: True if its time ran out, rather than the peer left."""
         timed_out, self._timed_out = self._timed_out, False
         return timed_out
+
+
+class _Reads:
+    """The socket's buffered reader, counting what it read and what it handed out, so
+    that `read_ahead` can look into its buffer: BufferedReader.peek() would wait for
+    the peer whenever the buffer is empty, and nothing else tells whether it is."""
+
+    __slots__ = ("_buffer", "_handed", "_raw")
+
+    def __init__(self, raw: _LineDeadline) -> None:
+        self._raw = raw
+        self._buffer = io.BufferedReader(raw)
+        self._handed = 0
+
+    def readline(self, limit: int) -> bytes:
+        raw = self._buffer.readline(limit)
+        self._handed += len(raw)
+        return raw
+
+    def has_line(self) -> bool:
+        held = self._raw.count - self._handed
+        return held > 0 and protocol.NEWLINE in self._buffer.peek(held)[:held]
+
+    def close(self) -> None:
+        self._buffer.close()
