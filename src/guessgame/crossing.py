@@ -112,9 +112,10 @@ class Block:
 
     __slots__ = ("bridge", "idle", "marks", "waiter", "waits_for")
 
-    def __init__(self, bridge: str, waits_for: Party, idle: bool) -> None:
+    def __init__(self, bridge: str, waits_for: Party, idle: bool,
+                 waiter: Party | None = None) -> None:
         self.bridge = bridge
-        self.waiter = me()
+        self.waiter = waiter or me()
         self.waits_for = waits_for
         self.idle = idle  # waiting for input a peer may never send: not a stall
         self.marks: dict[str, Any] = {}
@@ -204,8 +205,11 @@ def returned(crossing: Crossing) -> None:
     _each("returned", crossing)
 
 
-def blocked(bridge: str, waits_for: Party, idle: bool = False) -> Block:
-    block = Block(bridge, waits_for, idle)
+def blocked(bridge: str, waits_for: Party, idle: bool = False,
+            waiter: Party | None = None) -> Block:
+    """`waiter`, when the caller knows who it is, spares asking asyncio (which, before
+    3.13, asks the system for the process id)."""
+    block = Block(bridge, waits_for, idle, waiter)
     _each("blocked", block)
     return block
 
@@ -287,9 +291,10 @@ class ObservedThreadEnd(_ObservedEnd):
     """The thread's end of a janus queue (janus.SyncQueue), announcing each item."""
 
     def put(self, item: Any) -> None:
-        self._sides.thread = ("thread", threading.get_ident())
+        self._sides.thread = thread = ("thread", threading.get_ident())
         carried = self._carry(item, THREAD_TO_LOOP)
-        block = blocked(self._bridge, self._sides.task) if self._end.full() else None
+        block = (blocked(self._bridge, self._sides.task, waiter=thread) if self._end.full()
+                 else None)
         try:
             self._end.put(carried)
         finally:
@@ -299,8 +304,9 @@ class ObservedThreadEnd(_ObservedEnd):
             returned(carried.crossing)
 
     def get(self) -> Any:
-        self._sides.thread = ("thread", threading.get_ident())
-        block = blocked(self._bridge, self._sides.task, idle=True) if self._end.empty() else None
+        self._sides.thread = thread = ("thread", threading.get_ident())
+        block = (blocked(self._bridge, self._sides.task, idle=True, waiter=thread)
+                 if self._end.empty() else None)
         try:
             carried = self._end.get()
         finally:
@@ -312,10 +318,17 @@ class ObservedThreadEnd(_ObservedEnd):
 class ObservedLoopEnd(_ObservedEnd):
     """The loop's end of a janus queue (janus.AsyncQueue), announcing each item."""
 
+    def _task(self) -> Party:
+        """The task using this end: one per end for a face's life, so asked only once."""
+        if self._sides.task[0] == "any":
+            self._sides.task = me()
+        return self._sides.task
+
     async def put(self, item: Any) -> None:
-        self._sides.task = me()
+        task = self._task()
         carried = self._carry(item, LOOP_TO_THREAD)
-        block = blocked(self._bridge, self._sides.thread) if self._end.full() else None
+        block = (blocked(self._bridge, self._sides.thread, waiter=task) if self._end.full()
+                 else None)
         try:
             await self._end.put(carried)
         finally:
@@ -325,9 +338,9 @@ class ObservedLoopEnd(_ObservedEnd):
             returned(carried.crossing)
 
     async def get(self) -> Any:
-        self._sides.task = me()
-        block = (blocked(self._bridge, self._sides.thread, idle=True) if self._end.empty()
-                 else None)
+        task = self._task()
+        block = (blocked(self._bridge, self._sides.thread, idle=True, waiter=task)
+                 if self._end.empty() else None)
         try:
             carried = await self._end.get()
         finally:
