@@ -9,6 +9,7 @@ import itertools
 import logging
 import math
 import os
+import select
 import socket
 import threading
 import time
@@ -27,6 +28,10 @@ FAILURES_LOGGED_EVERY = 5.0
 
 _OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
 
+_SHUT_BY_PEER = getattr(select, "POLLRDHUP", 0)
+"""poll()'s word for a peer that shut its side (Linux); elsewhere every session counts
+until it ends."""
+
 
 class Sessions:
     """The sessions a server is serving now, keyed by session id."""
@@ -37,6 +42,7 @@ class Sessions:
         self.limit = limit
         self._lock = threading.Lock()
         self._open: dict[str, socket.socket] = {}
+        self._finished_sending: dict[str, socket.socket] = {}  # served, but not counted
         self._numbers = itertools.count(1) if numbers is None else numbers
         self._refusal = protocol.encode(protocol.error_line(protocol.TooManyConnections(limit)))
 
@@ -44,6 +50,8 @@ class Sessions:
         """A new session id for `sock`; or None when the server is full, in which case
         the peer has been told so and its socket closed."""
         with self._lock:
+            if len(self._open) >= self.limit:
+                self._uncount_peers_done_sending()
             if len(self._open) < self.limit:
                 session_id = f"s{next(self._numbers)}"
                 self._open[session_id] = sock
@@ -52,19 +60,46 @@ class Sessions:
         netutil.refuse(sock, self._refusal)
         return None
 
+    def _uncount_peers_done_sending(self) -> None:
+        """With the lock held, at the limit: stop counting sessions whose peer has shut
+        its side (left, as a rule), which the kernel tells for all of them in one poll().
+
+        A peer that leaves is released only once its session's thread or task runs
+        again and reads the end of the stream. Under load that wait grows with the
+        number of threads, and every arrival meanwhile takes a thread of its own: 100
+        clients reconnecting 2,300 times a second held 1,000 places at all-threads,
+        and newcomers were refused with 91 peers connected. Such a session can no
+        longer wait on its peer for a line, so it ends without one: it keeps its
+        thread or task until then, and a stop still wakes it, but not a place.
+        """
+        if not _SHUT_BY_PEER:
+            return
+        poller = select.poll()
+        by_fd: dict[int, str] = {}
+        for session_id, sock in self._open.items():
+            fd = sock.fileno()
+            if fd >= 0:
+                poller.register(fd, _SHUT_BY_PEER)
+                by_fd[fd] = session_id
+        for fd, _ in poller.poll(0):
+            session_id = by_fd[fd]
+            self._finished_sending[session_id] = self._open.pop(session_id)
+
     def release(self, session_id: str) -> None:
         with self._lock:
-            self._open.pop(session_id, None)
+            if self._open.pop(session_id, None) is None:
+                self._finished_sending.pop(session_id, None)
 
     def abort_all(self) -> None:
         """Wake every session parked on its socket, so that it ends and can be joined."""
         with self._lock:
-            sockets = list(self._open.values())
+            sockets = [*self._open.values(), *self._finished_sending.values()]
         for sock in sockets:
             netutil.abort(sock)
 
     def __len__(self) -> int:
-        return len(self._open)
+        """Sessions not yet released, counted against the limit or not."""
+        return len(self._open) + len(self._finished_sending)
 
 
 class Reserve:

@@ -136,8 +136,10 @@ class Server:
         except Exception:  # a bug, not a peer's doing: keep the traceback, keep serving
             log.exception("%s: session failed", session_id)
         finally:
-            sock.close()
+            # Released first: once closed, the descriptor may be another peer's (see
+            # Sessions.admit, which looks at the open ones).
             self._sessions.release(session_id)
+            sock.close()
             # Leave the set in the task's last step, not in a done callback a step later:
             # then stop() never finds a finished task still listed.
             self._tasks.discard(asyncio.current_task())

@@ -167,6 +167,8 @@ class Server:
         except Exception:  # a bug, not a peer's doing: keep the traceback, keep serving
             log.exception("%s: session failed", session_id)
         finally:
-            sock.close()
+            # Released first: once closed, the descriptor may be another peer's (see
+            # Sessions.admit, which looks at the open ones).
             self._sessions.release(session_id)
+            sock.close()
             thread.name = idle_name
