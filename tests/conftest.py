@@ -16,6 +16,7 @@ import pytest
 from guessgame import config, observe
 from guessgame.config import Layers, Settings
 from hang_watch import pytest_timeout_cancel_timer, pytest_timeout_set_timer
+from timing import SCALE
 
 # The suite sees the crossings as the commands do: task names and the wait graph attached.
 observe.attach_defaults()
@@ -24,6 +25,13 @@ __all__ = ["pytest_timeout_cancel_timer", "pytest_timeout_set_timer"]  # hooks, 
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "guessgame.toml"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """pytest-timeout's limit per test scales with every other deadline (timing.py)."""
+    if SCALE != 1 and config.getoption("timeout", None) is None:
+        config.option.timeout = float(config.getini("timeout")) * SCALE
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

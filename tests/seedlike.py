@@ -16,6 +16,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 
 from peers import one_connection_server
+from timing import UNIT
 
 WARMER, COLDER, UNSURE, CORRECT, SAME = "近付いた", "遠ざかった", "不明", "正解!", "前回と同じ"
 
@@ -75,7 +76,7 @@ class SeedClient:
 
 
 def run_seed_client(port: int) -> list[tuple[int, str]]:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=UNIT) as sock:
         client = SeedClient(sock)
         with client.session(1, 5, 3):
             results = [(x, client.report_outcome(x)) for x in client.request_numbers(5)]
@@ -192,7 +193,7 @@ def seed_async_server(printed: list[str]) -> Iterator[int]:
 
     thread = threading.Thread(target=asyncio.run, args=(main(),), name="seed async server")
     thread.start()
-    started.wait(5)
+    started.wait(UNIT)
     try:
         yield ready[0]
     finally:

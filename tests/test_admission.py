@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from guessgame.admission import Sessions
+from timing import UNIT
 
 pytestmark = pytest.mark.skipif(not hasattr(select, "POLLRDHUP"),
                                 reason="poll() tells a peer's shutdown on Linux only")
@@ -39,7 +40,7 @@ def test_a_peer_that_left_holds_no_place_at_the_limit(
     assert len(sessions) == 3  # the first is still served, until it ends
     # The two still connected fill the limit: the next is refused with its ERROR line.
     assert sessions.admit(fourth, "fourth") is None
-    fourth_peer.settimeout(5)
+    fourth_peer.settimeout(UNIT)
     assert fourth_peer.recv(100).startswith(b"ERROR")
 
 

@@ -15,6 +15,7 @@ import pytest
 from guessgame import cli
 from guessgame.config import Layers
 from peers import CONFIG, layers_arg, one_connection_server
+from timing import UNIT
 
 Behaviour = Callable[[socket.socket], None]
 
@@ -121,7 +122,7 @@ def test_the_command_fails_the_same_way(stage: Layers) -> None:
         done = subprocess.run(
             [sys.executable, "-X", "dev", "-W", "error::ResourceWarning", "-m", "guessgame",
              *play_args(port, stage)],
-            capture_output=True, text=True, timeout=20,
+            capture_output=True, text=True, timeout=4 * UNIT,
             env=os.environ | {"PYTHONWARNINGS": "error::ResourceWarning"},
         )
     assert (done.returncode, done.stderr, done.stdout) == (cli.EXIT_FAILED, expected + "\n", "")

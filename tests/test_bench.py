@@ -14,6 +14,7 @@ import pytest
 
 from guessgame import cli
 from peers import eventually
+from timing import UNIT
 
 CONFIG = Path(__file__).resolve().parent.parent / "guessgame.toml"
 
@@ -161,7 +162,7 @@ def test_sigterm_stops_the_bench_and_the_server_of_its_cell() -> None:
         eventually(lambda: len(started()) == 2, "the cell's server and load generator")
         children = started()
         bench.send_signal(signal.SIGTERM)
-        _, errors = bench.communicate(timeout=30)
+        _, errors = bench.communicate(timeout=6 * UNIT)
         assert bench.returncode == 130
         assert errors.decode().strip() == "guessgame: interrupted"
         # Killed on the way out, but SIGKILL takes effect when the kernel gets to it.

@@ -18,6 +18,7 @@ from guessgame.bridge import Bridge, BridgeError
 from guessgame.config import Settings
 from guessgame.live.host import serving
 from peers import PROBE_REPLY, Peer, eventually, peers
+from timing import UNIT
 
 WORKERS = 4
 
@@ -182,7 +183,7 @@ def test_closing_a_face_after_its_loop_stopped_leaves_the_callers_own_error() ->
             raise LookupError("the session's own")
         finally:
             face.close()
-    theirs.settimeout(5)
+    theirs.settimeout(UNIT)
     assert theirs.recv(16) == b""
     theirs.close()
     with warnings.catch_warnings():  # the stopped loop never closed the transport

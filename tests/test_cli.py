@@ -15,6 +15,7 @@ from guessgame.config import Settings
 from guessgame.live.host import serving
 from guessgame.protocol import DECISION_WORDS, VOCABULARIES, Decision
 from peers import layers_arg, wait_until_idle
+from timing import UNIT
 
 
 def test_stages_lists_every_stage_and_marks_the_current_one(
@@ -44,7 +45,8 @@ def test_stages_marks_a_custom_combination(capsys: pytest.CaptureFixture[str]) -
 def test_demo_from_the_command_line_prints_the_in_process_transcript(picked: str) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "guessgame", "demo", "--seed", "11", "--async", picked,
-         "--config", str(CONFIG)], capture_output=True, text=True, timeout=20, check=False)
+         "--config", str(CONFIG)], capture_output=True, text=True, timeout=4 * UNIT,
+        check=False)
     expected = io.StringIO()
     app.demo(config.load(str(CONFIG), layers=picked), 11, expected)
     assert done.returncode == 0

@@ -10,6 +10,7 @@ import pytest
 
 from guessgame import cli
 from peers import CONFIG
+from timing import UNIT
 
 STAGES = "all-threads, async-connection, async-session, async-server, all-async"
 LAYERS = "connection, session, client, server, or none or all"
@@ -78,7 +79,7 @@ def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
 def test_the_command_exits_2_with_one_line(tmp_path: Path) -> None:
     path = tmp_path / "absent.toml"
     done = subprocess.run([sys.executable, "-m", "guessgame", "serve", "--config", str(path)],
-                          capture_output=True, text=True, timeout=20)
+                          capture_output=True, text=True, timeout=4 * UNIT)
     assert (done.returncode, done.stdout) == (cli.EXIT_USAGE, "")
     assert done.stderr.splitlines() == [
         f"guessgame: {path}: no such config file; pass --config PATH or create guessgame.toml"]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from timing import UNIT
 
 PAGES = [ROOT / "README.md", ROOT / "migration_plan.md",
          *sorted((ROOT / "docs").glob("*.md"))]
@@ -39,7 +40,8 @@ def test_the_readme_has_runnable_examples() -> None:
 def test_a_runnable_example_prints_what_the_docs_show(command: str,
                                                       expected: list[str]) -> None:
     argv = [sys.executable, "-m", "guessgame", *shlex.split(command)[1:]]
-    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=30)
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True,
+                          timeout=6 * UNIT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == expected
 

@@ -17,6 +17,7 @@ from guessgame.config import Settings
 from guessgame.live.host import serving
 from guessgame.protocol import BOUND_LIMIT, REFUSALS
 from peers import PROBE_REPLY, Peer, eventually, peers
+from timing import UNIT
 
 # (what is wrong, lines that set the state up, the bad line, its one reply)
 PROTOCOL_ERRORS: list[tuple[str, tuple[str, ...], bytes, str]] = [
@@ -104,7 +105,8 @@ def test_python_O_answers_the_same() -> None:
     """Input is checked by code, not by assert, so `python -O` refuses it all the same."""
     cases = [(setup, bad.hex()) for _, setup, bad, _ in PROTOCOL_ERRORS]
     done = subprocess.run([sys.executable, "-O", "-c", CORE_UNDER_O], input=json.dumps(cases),
-                          capture_output=True, text=True, timeout=20, check=True)
+                          capture_output=True, text=True, timeout=4 * UNIT,
+                          check=True)
     assert done.stdout.splitlines() == [reply for _, _, _, reply in PROTOCOL_ERRORS]
 
 

@@ -32,12 +32,13 @@ from peers import (
     play_rounds,
     stop_and_time,
 )
+from timing import UNIT
 
 ARRIVALS = 200
 FIRST_REPLY_LIMIT = 2.0
 """Seconds from a client's connect() to its first reply, for every client of a burst."""
 WORKER_IDLE_TIMEOUT = 0.5
-RETIRE_MARGIN = 5.0
+RETIRE_MARGIN = UNIT
 PLAY = b"REPORT UNSURE\nNUMBER\n"
 
 

@@ -22,6 +22,7 @@ from guessgame.observe import trace
 from guessgame.observe.timeline import Timeline, crossings
 from guessgame.protocol import GameStarted
 from guessgame.reports import Reports
+from timing import UNIT
 
 
 def demo_timeline(settings: Settings, path: Path) -> dict[str, Any]:
@@ -88,7 +89,7 @@ def test_timeline_option_writes_the_file(tmp_path: Path) -> None:
     path = tmp_path / "demo.json"
     subprocess.run([sys.executable, "-m", "guessgame", "demo", "--config", str(CONFIG),
                     "--stage", "async-session", "--timeline", str(path), "-q"],
-                   capture_output=True, timeout=15, check=True)
+                   capture_output=True, timeout=3 * UNIT, check=True)
     lanes = check_structure(json.loads(path.read_text()))
     assert "MainThread" in lanes.values()
     assert any(name.endswith("[event-loop]") for name in lanes.values())
@@ -127,7 +128,7 @@ def test_timeline_png_draws_lanes_and_arrows(tmp_path: Path) -> None:
     path = tmp_path / "demo.png"
     subprocess.run([sys.executable, "-m", "guessgame", "demo", "--config", str(CONFIG),
                     "--stage", "async-session", "--timeline", str(path), "-q"],
-                   capture_output=True, timeout=30, check=True)
+                   capture_output=True, timeout=6 * UNIT, check=True)
     assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
@@ -136,7 +137,7 @@ def test_a_picture_without_matplotlib_is_a_one_line_error(tmp_path: Path) -> Non
     blocker.write_text("raise ImportError('not installed')\n")
     done = subprocess.run([sys.executable, "-m", "guessgame", "demo", "--config", str(CONFIG),
                            "--timeline", str(tmp_path / "demo.svg"), "-q"],
-                          capture_output=True, text=True, timeout=15,
+                          capture_output=True, text=True, timeout=3 * UNIT,
                           env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert done.returncode == 2
     assert done.stderr == ("guessgame: --timeline FILE.png or .svg needs matplotlib: "

@@ -33,6 +33,7 @@ from guessgame.config import Layers, Settings
 from guessgame.observe import trace
 from guessgame.observe.trace import Record
 from guessgame.protocol import LineTooLong
+from timing import UNIT
 
 # --- which crossings a combination implies -------------------------------------------
 #
@@ -169,7 +170,7 @@ def test_no_task_or_thread_is_left_unnamed(settings: Settings) -> None:
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "guessgame", *args], capture_output=True,
-                          text=True, timeout=15, check=True)
+                          text=True, timeout=3 * UNIT, check=True)
 
 
 def trace_lines(stderr: str) -> list[list[str]]:

@@ -22,11 +22,12 @@ from guessgame import cli, config
 from guessgame.bridge import Bridge
 from guessgame.config import ConfigError
 from guessgame.observe import debugging, waitgraph, waits
+from timing import UNIT
 from wire import Wire
 
 PEER = r"127\.0\.0\.1:\d+"
 CLIENTS = 5
-DEADLINE = 10.0
+DEADLINE = 2 * UNIT
 
 
 class Lines:

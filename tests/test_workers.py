@@ -7,8 +7,9 @@ import threading
 import pytest
 
 from guessgame.workers import WorkerPool
+from timing import UNIT
 
-WAIT = 5.0
+WAIT = UNIT
 """Upper bound for any wait in these tests; each normally ends at once."""
 
 

@@ -6,8 +6,9 @@ import socket
 from types import TracebackType
 
 from guessgame.live.host import ServerHost
+from timing import UNIT
 
-TIMEOUT = 5.0
+TIMEOUT = UNIT
 
 
 class Wire:
