@@ -9,11 +9,15 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+
+import pytest
 
 from guessgame import outputs
 from guessgame.config import Layers
 from peers import CONFIG, SHUTDOWN_LIMIT, Peer, layers_arg, play_rounds, stop_and_time
+from timing import UNIT
 
 ROUNDS = 10_000
 ROUNDS_LIMIT = 10.0
@@ -92,3 +96,31 @@ def test_a_stuck_reader_costs_lines_counted_and_told_once() -> None:
         assert drain(read_end) == line * 10
     finally:
         os.close(read_end)
+
+
+def test_without_proc_a_pipe_nobody_reads_never_blocks_its_writer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where /proc/self/fd cannot reopen the pipe, the output must not fall back to
+    blocking writes: the report printer on the loop would stop with the reader."""
+    def no_proc(fd: int) -> outputs.NonBlockingOutput:
+        raise FileNotFoundError(f"/proc/self/fd/{fd}")
+
+    monkeypatch.setattr(outputs.NonBlockingOutput, "reopen", no_proc)
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    taken: list[int] = []
+    try:
+        with os.fdopen(write_end, "w", closefd=False) as stream:
+            out = outputs.for_stream(stream)
+            # Past what the pipe holds: a blocking write would wait for a reader here.
+            writer = threading.Thread(target=lambda: taken.extend(
+                out.write_some(b"x" * 1000) for _ in range(2 * PIPE_BYTES // 1000)))
+            writer.start()
+            writer.join(UNIT)
+            blocked = writer.is_alive()
+            os.close(read_end)  # a writer still blocked gets EPIPE and ends
+            writer.join()
+        assert not blocked, "write_some() waited for the reader"
+        assert 0 < sum(taken) <= PIPE_BYTES and taken[-1] == 0  # filled, then refused
+    finally:
+        os.close(write_end)

@@ -8,7 +8,8 @@ wait on for room, if anything.
 - A pipe or a terminal is reopened through /proc/self/fd with O_NONBLOCK. Setting
   O_NONBLOCK on stdout itself would change the open file description it shares with
   stderr, the shell and anything else printing to it, whose blocking writes would then
-  fail; a description of our own changes nobody else's.
+  fail; a description of our own changes nobody else's. Without /proc (macOS, some
+  containers) poll() is asked for room before each write of at most 512 bytes.
 - A socket is written with MSG_DONTWAIT, which asks for a non-blocking send per call.
 - A regular file is written as is: a file never waits for a reader.
 - Anything without a descriptor (a test's list, a StringIO) gets each line as a str.
@@ -70,7 +71,7 @@ class LinesOutput:
 
 
 class FileOutput:
-    """A descriptor written as is: a regular file, or the last resort."""
+    """A regular file, written as is: a file never waits for a reader."""
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
@@ -115,6 +116,36 @@ class NonBlockingOutput:
             os.close(self._fd)
 
 
+class PolledOutput:
+    """A pipe or terminal that cannot be reopened non-blocking: poll() says whether it
+    has room, and then at most POLLED_CHUNK bytes go. A pipe with room takes a write of
+    up to PIPE_BUF bytes (512 at least, by POSIX) whole and at once, and a terminal that
+    says it has room has that much, so the write never waits for the reader."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._room = select.poll()  # poll(), not select(): the descriptor may be past 1023
+        self._room.register(fd, select.POLLOUT)
+
+    def fileno(self) -> int | None:
+        return self._fd
+
+    def write_some(self, data: bytes) -> int:
+        if not self._room.poll(0):
+            return 0
+        try:
+            return os.write(self._fd, data[:POLLED_CHUNK])
+        except BrokenPipeError:  # the reader is gone for good: drop, as `head` expects
+            return len(data)
+
+    def close(self) -> None:
+        pass
+
+
+POLLED_CHUNK = 512
+"""Bytes a PolledOutput writes at once: POSIX's least PIPE_BUF."""
+
+
 class SocketOutput:
     """A socket written with MSG_DONTWAIT, which leaves its flags alone."""
 
@@ -150,8 +181,8 @@ def for_stream(stream: TextIO) -> Output:
         return SocketOutput(fd)
     try:
         return NonBlockingOutput.reopen(fd)
-    except OSError:  # no /proc, or a FIFO with no reader yet: write it as is
-        return FileOutput(fd)
+    except OSError:  # no /proc (macOS, some containers), or a FIFO with no reader yet
+        return PolledOutput(fd)
 
 
 SPOOL_BOUND = 64 * 1024
