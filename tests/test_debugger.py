@@ -241,9 +241,9 @@ SEND = Across(adapters.BlockingFace.send, "self._outbox_sync.put(line)",
               adapters.BlockingFace._write, "event-loop", f"writer {PEER}", False)
 READ = Across(adapters.BlockingFace._read, "await self._inbox_async.put(item)",
               adapters.BlockingFace.receive, f"{SESSION_THREAD}|MainThread", "-", False)
-REPORT_FROM_LOOP = Across(reports.Reports.put_from_loop, "item = _carried(",
+REPORT_FROM_LOOP = Across(reports.Reports.put_from_loop, "item = crossing.carry(",
                           reports.Reports._take, "reports", "-", False)
-REPORT_FROM_THREAD = Across(reports.Reports.put_from_thread, "item = _carried(",
+REPORT_FROM_THREAD = Across(reports.Reports.put_from_thread, "item = crossing.carry(",
                             reports.Reports._take, "event-loop", "reports", False)
 RUN_BLOCKING = Across(compose.System.serve_in_task, "await self.bridge.run_in_thread(",
                       compose.System._blocking_session, SESSION_THREAD, "-", True)
