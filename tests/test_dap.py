@@ -9,14 +9,19 @@ answering fails the test instead of hanging it.
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import inspect
+import json
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import textwrap
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -201,5 +206,208 @@ def test_debugpy_stops_on_both_sides_of_each_bridge_in_the_named_thread(stage: s
     if stage in WATCH:
         assert re.search(WATCH[stage][1], session.watched), session.watched
         assert "no deadlock found" in session.watched
+    assert process.returncode == 0, err
+    assert "client: 12 is CORRECT" in out
+
+
+# --- Step Into on a crossing line follows the work to the other side ------------------
+
+PLUMBING_FILES = re.compile(r"/(bridge|workers|crossing)\.py$|/observe/|/asyncio/|/concurrent/"
+                            r"|/threading\.py$|/janus/|/selectors\.py$|/queue\.py$")
+RULES = json.loads((CONFIG.parent / ".vscode" / "launch.json").read_text()
+                   )["configurations"][0]["rules"]
+HERE = '__import__("guessgame.observe.trace").observe.trace.here()'
+
+
+def line_of(function: Callable[..., Any], text: str) -> int:
+    source, first = inspect.getsourcelines(function)
+    return first + next(i for i, code in enumerate(source) if text in code)
+
+
+def statement_lines(function: Callable[..., Any], line: int) -> range:
+    source, first = inspect.getsourcelines(function)
+    for node in ast.walk(ast.parse(textwrap.dedent("".join(source)))):
+        if isinstance(node, ast.stmt) and node.lineno + first - 1 == line:
+            return range(line, (node.end_lineno or node.lineno) + first)
+    return range(line, line + 1)
+
+
+@dataclass(frozen=True)
+class Across:
+    sender: Callable[..., Any]  # the function with the crossing line
+    text: str  # the crossing line's code
+    taker: Callable[..., Any]  # the function a Step Into lands in
+    thread: str  # regex: the thread it lands in
+    task: str  # regex: the task it lands in, "-" outside one
+    call: bool  # a call lands on its first line and ends; an item stops where it is taken
+    back: bool = True  # False: a loop that sent an item is not held, so it has gone on
+
+    @property
+    def path(self) -> str:
+        return os.path.realpath(inspect.getsourcefile(self.sender) or "")
+
+    @property
+    def line(self) -> int:
+        return line_of(self.sender, self.text)
+
+
+SESSION_OR_MAIN = f"{SESSION}|MainThread"
+RUN_SESSION = Across(compose.System.serve_in_thread, "self.bridge.run_in_loop(self._async_",
+                     compose.System._async_session, "event-loop",
+                     f"System._async_session from {SESSION}", True)
+OPEN = Across(compose.System._blocking_session, "self.bridge.run_in_loop(",
+              adapters.BlockingFace.open, "event-loop", f"BlockingFace.open from {SESSION}", True)
+CONNECT = Across(compose.System._blocking_play, "self.bridge.run_in_loop(",
+                 adapters.BlockingFace.connect, "event-loop",
+                 "BlockingFace.connect from MainThread", True)
+SEND = Across(adapters.BlockingFace.send, "self._outbox_sync.put(line)",
+              adapters.BlockingFace._write, "event-loop", f"writer {PEER}", False)
+READ = Across(adapters.BlockingFace._read, "await self._inbox_async.put(item)",
+              adapters.BlockingFace.receive, SESSION_OR_MAIN, "-", False, back=False)
+REPORT_FROM_LOOP = Across(reports.Reports.put_from_loop, "item = crossing.carry(",
+                          reports.Reports._take, "reports", "-", False, back=False)
+REPORT_FROM_THREAD = Across(reports.Reports.put_from_thread, "item = crossing.carry(",
+                            reports.Reports._take, "event-loop", "reports", False)
+RUN_BLOCKING = Across(compose.System.serve_in_task, "await self.bridge.run_in_thread(",
+                      compose.System._blocking_session, SESSION, "-", True)
+
+# One debuggee per list, its crossings in the order the demo meets them again. A call
+# that is the whole session comes back only once the games are over: last, or alone.
+# A breakpoint added in a coroutine already running may never fire under sys.monitoring
+# (3.12 on: pydevd turns line events on for code as it starts), so a line in one (the
+# reader task's) leads its list: its breakpoint is set before the program starts.
+STEPS: dict[str, list[list[Across]]] = {
+    "async-connection": [[OPEN, SEND], [READ]],
+    "async-session": [[CONNECT, SEND, REPORT_FROM_LOOP], [READ], [RUN_SESSION]],
+    "async-server": [[CONNECT, SEND], [READ]],
+    "server": [[REPORT_FROM_THREAD], [RUN_BLOCKING]],
+}
+
+
+@dataclass(frozen=True)
+class Stop:
+    thread_id: int
+    thread: str
+    path: str
+    line: int
+    function: str
+    frame_id: int
+
+    def __str__(self) -> str:
+        return f"{os.path.basename(self.path)}:{self.line} {self.function}() in {self.thread!r}"
+
+
+class Stepper:
+    """Steps as a VS Code user does, one request and one `stopped` event at a time."""
+
+    def __init__(self, dap: DapClient) -> None:
+        self.dap = dap
+        self.trail: list[str] = []  # every stop, for the failure message
+        self.current: Stop | None = None
+
+    def attach(self, first: Across) -> None:
+        self.dap.request("initialize", clientID="vscode", adapterID="debugpy",
+                         pathFormat="path", linesStartAt1=True, columnsStartAt1=True)
+        attach = self.dap.send("attach", justMyCode=True, rules=RULES, subProcess=False)
+        self.dap.event("initialized")
+        self.break_at(first)
+        self.dap.request("configurationDone")
+        self.dap.response(attach)
+
+    def break_at(self, across: Across | None, path: str = "") -> None:
+        lines = [] if across is None else [{"line": across.line}]
+        self.dap.request("setBreakpoints", source={"path": across.path if across else path},
+                         breakpoints=lines)
+
+    def stopped(self) -> Stop:
+        message = self.dap.event("stopped", "terminated", "exited")
+        if message["event"] != "stopped":
+            raise DapError(f"the program ended instead of stopping; stops: {self.trail}")
+        thread_id = message["body"]["threadId"]
+        names = {t["id"]: t["name"] for t in self.dap.request("threads")["threads"]}
+        top = self.dap.request("stackTrace", threadId=thread_id, levels=1)["stackFrames"][0]
+        stop = Stop(thread_id, names[thread_id], os.path.realpath(top["source"]["path"]),
+                    top["line"], top["name"], top["id"])
+        self.trail.append(str(stop))
+        self.current = stop
+        assert not PLUMBING_FILES.search(stop.path), f"stopped in plumbing: {self.trail}"
+        return stop
+
+    def step(self, command: str, at: Stop) -> Stop:
+        self.dap.request(command, threadId=at.thread_id)
+        return self.stopped()
+
+    def here(self, at: Stop) -> str:
+        result: str = self.dap.request("evaluate", expression=HERE, frameId=at.frame_id,
+                                       context="watch")["result"]
+        return result
+
+    def across(self, across: Across) -> None:
+        """From a stop on the crossing line: Step Into lands on the other side, and
+        stepping on comes back to the line after it."""
+        self.break_at(across)
+        at = self.stopped_at(across)
+        self.break_at(None, across.path)
+        callers = [frame["name"] for frame in self.dap.request(
+            "stackTrace", threadId=at.thread_id)["stackFrames"][1:]]
+        statement = statement_lines(across.sender, across.line)
+        landed = self.step("stepIn", at)
+        while landed.thread_id == at.thread_id and landed.line in statement:
+            landed = self.step("stepIn", landed)  # the statement's other lines, first
+        assert landed.function == across.taker.__name__, self.trail
+        assert re.fullmatch(across.thread, landed.thread), self.trail
+        if across.call:
+            assert (landed.path, landed.line) == first_body_line(across.taker), self.trail
+        task = re.search(r"task='([^']*)'", self.here(landed))
+        assert task is not None and re.fullmatch(across.task, task.group(1)), task
+        if not across.back:
+            return
+        back = self.step("stepOut" if across.call else "next", landed)
+        for _ in range(5):  # the rest of the work, on its side, then back
+            if back.thread_id == at.thread_id:
+                break
+            back = self.step("next", back)
+        assert back.thread_id == at.thread_id, self.trail
+        if back.function == at.function:
+            assert back.line > at.line and back.line not in statement, self.trail
+        else:  # the crossing ended its function: the caller's next line
+            assert back.function in callers, self.trail
+
+    def stopped_at(self, across: Across) -> Stop:
+        if self.current is not None:  # where the last check left off
+            self.dap.request("continue", threadId=self.current.thread_id)
+        while True:
+            stop = self.stopped()
+            if (stop.path, stop.line) == (across.path, across.line):
+                return stop
+            self.dap.request("continue", threadId=stop.thread_id)
+
+
+@pytest.mark.parametrize(("stage", "part"),
+                         [(stage, part) for stage, parts in STEPS.items()
+                          for part in range(len(parts))])
+def test_step_into_a_crossing_lands_on_the_other_side_and_comes_back(
+        stage: str, part: int) -> None:
+    port = free_port()
+    process = start(stage, port)
+    dap = None
+    try:
+        dap = DapClient(port, TIMEOUT)
+        stepper = Stepper(dap)
+        stepper.attach(STEPS[stage][part][0])
+        for across in STEPS[stage][part]:
+            stepper.across(across)
+        assert stepper.current is not None
+        dap.request("continue", threadId=stepper.current.thread_id)
+        dap.event("terminated", "exited")
+        dap.send("disconnect")
+        out, err = process.communicate(timeout=TIMEOUT)
+    except (DapError, AssertionError, subprocess.TimeoutExpired) as error:
+        out, err = stop(process)
+        raise AssertionError(f"{error}\nstdout:\n{out}\nstderr:\n{err[-3000:]}") from None
+    finally:
+        if dap is not None:
+            dap.close()
+        stop(process)
     assert process.returncode == 0, err
     assert "client: 12 is CORRECT" in out

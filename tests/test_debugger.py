@@ -16,6 +16,7 @@ import inspect
 import json
 import logging
 import re
+import socket
 import subprocess
 import sys
 import textwrap
@@ -28,7 +29,7 @@ import pytest
 from conftest import CONFIG
 from guessgame import adapters, cli, compose, config, protocol, reports
 from guessgame.observe import debugging
-from pdbdrive import Debugged, Stop
+from pdbdrive import HEADER, Debugged, Stop
 
 PEER = r"127\.0\.0\.1:\d+"
 
@@ -129,6 +130,11 @@ def test_vscode_launch_configurations_run_each_command_at_each_named_stage() -> 
     for entry in launch["configurations"]:
         assert entry["type"] == "debugpy" and entry["module"] == "guessgame"
         assert entry["justMyCode"] is True
+        # Stepping never stops in what carries the work (docs/debugging.md).
+        kept_out = {rule["module"] for rule in entry["rules"] if rule["include"] is False}
+        assert kept_out >= {"guessgame.bridge", "guessgame.workers", "guessgame.crossing",
+                            "guessgame.observe", "asyncio", "concurrent.futures",
+                            "threading"}, entry["name"]
         args = cli.build_parser().parse_args(entry["args"])
         assert args.debug and args.stage in stages
         seen.add((args.command, args.stage))
@@ -241,9 +247,9 @@ SEND = Across(adapters.BlockingFace.send, "self._outbox_sync.put(line)",
               adapters.BlockingFace._write, "event-loop", f"writer {PEER}", False)
 READ = Across(adapters.BlockingFace._read, "await self._inbox_async.put(tuple(batch))",
               adapters.BlockingFace.receive, f"{SESSION_THREAD}|MainThread", "-", False)
-REPORT_FROM_LOOP = Across(reports.Reports.put_from_loop, "item = _carried(",
+REPORT_FROM_LOOP = Across(reports.Reports.put_from_loop, "item = crossing.carry(",
                           reports.Reports._take, "reports", "-", False)
-REPORT_FROM_THREAD = Across(reports.Reports.put_from_thread, "item = _carried(",
+REPORT_FROM_THREAD = Across(reports.Reports.put_from_thread, "item = crossing.carry(",
                             reports.Reports._take, "event-loop", "reports", False)
 RUN_BLOCKING = Across(compose.System.serve_in_task, "await self.bridge.run_in_thread(",
                       compose.System._blocking_session, SESSION_THREAD, "-", True)
@@ -324,3 +330,54 @@ def test_step_into_a_crossing_lands_on_the_other_side_and_comes_back(
         pdb.close()
     assert "client: 12 is CORRECT" in out
     assert "exited with status 0" in out
+
+
+def test_two_threads_at_one_breakpoint_get_one_prompt_each_in_turn() -> None:
+    """Two session threads of `serve` stop at the same breakpoint: one prompt, then the
+    other's when the first steps on, each naming its thread and session; the first
+    thread's step stops in it, after the second has continued, and nowhere else."""
+    from guessgame.threaded import session as threaded_session
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    serve_line = threaded_session.Session._serve_line
+    pdb = Debugged(["serve", "--config", str(CONFIG), "--stage", "all-threads", "--host",
+                    "127.0.0.1", "--port", str(port)])
+    peers: list[socket.socket] = []
+    try:
+        pdb.stop()
+        pdb.reply(f"break {inspect.getsourcefile(serve_line)}:{first_body_line(serve_line)}")
+        pdb.send("continue")
+        pdb.expect(f"listening on 127.0.0.1:{port}")
+        for _ in range(2):
+            peer = socket.create_connection(("127.0.0.1", port), timeout=10)
+            peer.sendall(b"PARAMS 1 5\n")  # so that a step past the read does not wait
+            peers.append(peer)
+        first = pdb.stop()
+        assert re.fullmatch(SESSION_THREAD, first.thread), first.text
+        assert first.session in ("s1", "s2"), first.text
+        # The other thread reaches the breakpoint too, and waits for the prompt.
+        for _ in range(500):
+            if "[waiting for the prompt]" in pdb.reply("threads"):
+                break
+        else:
+            raise AssertionError("the second session never stopped at the breakpoint")
+        # This thread leaves the prompt to step: the waiting one has its turn first.
+        second = pdb.command("step")
+        assert re.fullmatch(SESSION_THREAD, second.thread), second.text
+        assert second.thread != first.thread, second.text
+        assert {first.session, second.session} == {"s1", "s2"}, second.text
+        assert len(HEADER.findall(second.text)) == 1, second.text  # one prompt at a time
+        pdb.reply("clear 1")
+        # Then the step's stop, in the first thread, and its further steps stay there.
+        for command in ("continue", "step", "step"):
+            stepped = not_plumbing(pdb.command(command))
+            assert (stepped.thread, stepped.session) == (first.thread, first.session), \
+                stepped.text
+            assert len(HEADER.findall(stepped.text)) == 1, stepped.text
+        pdb.send("quit")
+    finally:
+        for peer in peers:
+            peer.close()
+        pdb.close()

@@ -23,7 +23,6 @@ import queue
 import select
 import threading
 import time
-from functools import partial
 
 from guessgame import crossing, protocol
 from guessgame.crossing import LOOP_TO_THREAD, THREAD_TO_LOOP, Carried, Party
@@ -86,7 +85,7 @@ class Reports:
     def put_from_thread(self, event: Event) -> None:
         item: Event | Carried = event
         if crossing.items_observed and isinstance(self._printer, asyncio.Task):
-            item = _carried(event, THREAD_TO_LOOP)
+            item = crossing.carry(event, "SimpleQueue", THREAD_TO_LOOP, _described)
         if self._put(item) and self._asleep and self._loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody to wake
                 self._loop.call_soon_threadsafe(self._wake.set)
@@ -96,7 +95,7 @@ class Reports:
     def put_from_loop(self, event: Event) -> None:
         item: Event | Carried = event
         if crossing.items_observed and isinstance(self._printer, threading.Thread):
-            item = _carried(event, LOOP_TO_THREAD)
+            item = crossing.carry(event, "SimpleQueue", LOOP_TO_THREAD, _described)
         if self._put(item) and self._asleep:
             self._wake.set()
         if type(item) is Carried:
@@ -238,7 +237,7 @@ class Reports:
             if event is _END:
                 self._ending = True
                 break
-            lines.append(protocol.describe(_taken(event)) + "\n")
+            lines.append(protocol.describe(crossing.unwrap(event)) + "\n")
             try:
                 event = self._events.get_nowait()
             except queue.Empty:
@@ -271,19 +270,6 @@ class Reports:
             if self._events.get_nowait() is not _END:
                 self._abandoned += 1
         self._log_drops()
-
-
-def _taken(item: Event | Carried) -> Event:
-    """The report itself; observed, its crossing ends here, with the printer."""
-    if isinstance(item, Carried):
-        crossing.taken(item.crossing)
-        event: Event = item.item
-        return event
-    return item
-
-
-def _carried(event: Event, direction: str) -> Carried:
-    return Carried(event, crossing.sent("SimpleQueue", direction, partial(_described, event)))
 
 
 def _described(event: Event) -> str:

@@ -3,7 +3,7 @@ task names and the debugger's helpers. Each attaches to the crossings at one sea
 (guessgame.crossing) and costs nothing while detached."""
 
 from guessgame import crossing
-from guessgame.observe import tasknames, waits
+from guessgame.observe import debugpy_stepping, tasknames, waits
 
 
 def attach_defaults() -> None:
@@ -12,3 +12,5 @@ def attach_defaults() -> None:
     read them."""
     crossing.attach(tasknames.TASK_NAMES)
     crossing.attach(waits.WAIT_GRAPH)
+    # Under debugpy only, and after the names: a Step Into on a crossing follows it.
+    debugpy_stepping.attach_if_debugged()

@@ -21,9 +21,9 @@ import fnmatch
 import logging
 import sys
 import threading
-from types import CodeType, FrameType
+from types import FrameType
 
-from guessgame import crossing, reports
+from guessgame import crossing
 from guessgame.observe import trace
 
 log = logging.getLogger("guessgame")
@@ -33,17 +33,12 @@ PLUMBING = (
     "guessgame.observe.*", "asyncio", "asyncio.*", "concurrent", "concurrent.*", "threading",
     "janus", "janus.*", "selectors", "queue", "contextlib", "contextvars", "weakref",
     "_weakrefset", "functools", "logging", "logging.*", "uvloop", "uvloop.*",
-    "namedtuple_*", "bdb", "pdb", "cmd",
+    "namedtuple_*", "bdb", "pdb", "cmd", "traceback", "linecache", "tokenize",
 )
 """Modules a step never stops in (pdb's `skip=`): what carries the work, not the work."""
 
 HOLD_LIMIT = 10.0
 """Seconds an item's sender waits for the other side to take it and the user to move on."""
-
-QUIET: frozenset[CodeType] = frozenset(
-    {reports._carried.__code__, reports._taken.__code__})
-"""Helpers that put or take an item for their caller: a step goes through them, and a
-take stops in the caller."""
 
 _skipped: dict[str, bool] = {}
 
@@ -169,8 +164,7 @@ _ARRIVALS = frozenset({crossing.arrive.__code__, crossing.Arriving.__call__.__co
 
 def outside_plumbing(frame: FrameType | None) -> FrameType | None:
     """The innermost frame at or above `frame` that is the program's own work."""
-    while frame is not None and (is_plumbing(frame.f_globals.get("__name__"))
-                                 or frame.f_code in QUIET):
+    while frame is not None and is_plumbing(frame.f_globals.get("__name__")):
         frame = frame.f_back
     return frame
 

@@ -106,7 +106,7 @@ class ThreadPdb(pdb.Pdb):
         return stepping.is_plumbing(module_name)
 
     def stop_here(self, frame: FrameType) -> bool:
-        if not super().stop_here(frame) or frame.f_code in stepping.QUIET:
+        if not super().stop_here(frame):
             return False
         if self.scope is not None and not self.scope.contains(frame):
             return False
