@@ -262,7 +262,7 @@ CONNECT = Across(compose.System._blocking_play, "self.bridge.run_in_loop(",
                  "BlockingFace.connect from MainThread", True)
 SEND = Across(adapters.BlockingFace.send, "self._outbox_sync.put(line)",
               adapters.BlockingFace._write, "event-loop", f"writer {PEER}", False)
-READ = Across(adapters.BlockingFace._read, "await self._inbox_async.put(item)",
+READ = Across(adapters.BlockingFace._read, "await self._inbox_async.put(tuple(batch))",
               adapters.BlockingFace.receive, SESSION_OR_MAIN, "-", False, back=False)
 REPORT_FROM_LOOP = Across(reports.Reports.put_from_loop, "item = crossing.carry(",
                           reports.Reports._take, "reports", "-", False, back=False)
