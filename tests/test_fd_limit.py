@@ -87,10 +87,10 @@ def test_out_of_descriptors_every_peer_is_answered(layers: Layers) -> None:
             for sock in opened:
                 sock.close()
             games, refusals = lines.count("1"), lines.count(REFUSAL)
-            assert games + refusals == PEERS, [line for line in lines if line not in ("1", REFUSAL)]
-            assert games and refusals, (games, refusals)
-            assert slowest < ANSWER_LIMIT
-            eventually(lambda: newcomer_is_served(port), "a newcomer served once the peers left")
+            unanswered = [line for line in lines if line not in ("1", REFUSAL)]
+            if not unanswered:
+                eventually(lambda: newcomer_is_served(port),
+                           "a newcomer served once the peers left")
             code, stopping = stop_and_time(server, signum)
         finally:
             if server.poll() is None:  # only after a failed assertion: do not leave it
@@ -98,6 +98,11 @@ def test_out_of_descriptors_every_peer_is_answered(layers: Layers) -> None:
             server.communicate()
         stderr.seek(0)
         err = stderr.read().decode(errors="replace")
+    # The server's log goes with every failure: it tells a lost spare from a slow one.
+    assert not unanswered, (f"{len(unanswered)} of {PEERS} peers got neither a game nor "
+                            f"the ERROR line in {ANSWER_LIMIT} s", unanswered[:5], err)
+    assert games and refusals, (games, refusals, err)
+    assert slowest < ANSWER_LIMIT, (slowest, err)
     assert code == 0, err
     assert stopping < SHUTDOWN_LIMIT
     told = [line for line in err.splitlines() if "open files" in line]

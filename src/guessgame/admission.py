@@ -142,6 +142,7 @@ class Reserve:
 
     def _answer(self, listener: socket.socket) -> bool:
         """Serve one waiting peer its refusal on the spare descriptor, if there is one."""
+        self._take()  # lost to another thread last time: a descriptor may be free again
         if self._spare < 0:
             return False
         os.close(self._spare)
