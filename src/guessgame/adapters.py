@@ -88,13 +88,7 @@ class BlockingFace:
                 self._ready.extend(self._inbox_sync.get())
             except janus.SyncQueueShutDown:  # the reader already handed over the end
                 raise PeerClosed() from None
-        item = self._ready.popleft()
-        if isinstance(item, GameError):
-            try:
-                raise item
-            finally:
-                del item  # the traceback keeps this frame, which must not keep the error
-        return item
+        return _next_line(self._ready)
 
     def close(self) -> None:
         try:
@@ -165,6 +159,18 @@ def _sent(line: object) -> str:
     return f"send {line!r}"
 
 
+def _next_line(ready: collections.deque[str | GameError]) -> str:
+    """The next line of the batch that crossed; an error in its place is raised here, on
+    the side that reads, as the connection itself would have raised it."""
+    item = ready.popleft()
+    if isinstance(item, GameError):
+        try:
+            raise item
+        finally:
+            del item  # the traceback keeps this frame, which must not keep the error
+    return item
+
+
 def _unlink(queue: janus.Queue[Any]) -> None:
     """Break the reference cycle a closed janus queue would otherwise leave.
 
@@ -211,13 +217,7 @@ class AsyncFace:
                 self._ready.extend(await self._inbox_async.get())
             except janus.AsyncQueueShutDown:  # the reader has handed over its last line
                 raise PeerClosed() from None
-        item = self._ready.popleft()
-        if isinstance(item, GameError):
-            try:
-                raise item
-            finally:
-                del item  # the traceback keeps this frame, which must not keep the error
-        return item
+        return _next_line(self._ready)
 
     async def close(self) -> None:
         # Refuse the reader's next batch, then wake it from its read: closing a socket
