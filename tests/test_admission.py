@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import select
 import socket
 from collections.abc import Iterator
 
 import pytest
 
-from guessgame.admission import Sessions
+from guessgame import admission
+from guessgame.admission import Reserve, Sessions
 from timing import UNIT
 
-pytestmark = pytest.mark.skipif(not hasattr(select, "POLLRDHUP"),
+linux_only = pytest.mark.skipif(not hasattr(select, "POLLRDHUP"),
                                 reason="poll() tells a peer's shutdown on Linux only")
 
 
@@ -30,6 +33,7 @@ def tcp_pairs() -> Iterator[list[tuple[socket.socket, socket.socket]]]:
         peer.close()
 
 
+@linux_only
 def test_a_peer_that_left_holds_no_place_at_the_limit(
         tcp_pairs: list[tuple[socket.socket, socket.socket]]) -> None:
     sessions = Sessions(limit=2)
@@ -44,6 +48,7 @@ def test_a_peer_that_left_holds_no_place_at_the_limit(
     assert fourth_peer.recv(100).startswith(b"ERROR")
 
 
+@linux_only
 def test_a_session_set_aside_is_still_woken_on_stop_and_released_once(
         tcp_pairs: list[tuple[socket.socket, socket.socket]]) -> None:
     sessions = Sessions(limit=1)
@@ -57,3 +62,38 @@ def test_a_session_set_aside_is_still_woken_on_stop_and_released_once(
     sessions.release(first_id)
     sessions.release(second_id)
     assert len(sessions) == 0
+
+
+def test_a_spare_lost_for_a_moment_is_taken_back_before_any_peer_is_accepted(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another thread may hold a descriptor for the moment between a refused peer's
+    close and the spare's reopening. The next accept must take the spare back first,
+    and accept nobody until it has: a peer accepted then would keep the spare's place,
+    and every later refusal would be silence."""
+    real_open = os.open
+    busy = True
+
+    def open_while_busy(path: str, flags: int, *args: int) -> int:
+        if busy and path == os.devnull:
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+        return real_open(path, flags, *args)
+
+    reserve = Reserve()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.setblocking(False)
+        peers = [socket.create_connection(listener.getsockname()) for _ in range(2)]
+        try:
+            monkeypatch.setattr(admission.os, "open", open_while_busy)
+            assert reserve._answer(listener)  # the first peer refused; no spare now
+            with pytest.raises(OSError, match="no descriptor to spare yet"):
+                reserve.accept(listener)  # the second waits: the spare comes first
+            busy = False
+            accepted = reserve.accept(listener)
+            assert accepted is not None
+            accepted[0].close()
+            peers[0].settimeout(UNIT)
+            assert peers[0].recv(100).startswith(b"ERROR")
+        finally:
+            for peer in peers:
+                peer.close()
+            reserve.close()

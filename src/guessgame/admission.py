@@ -115,6 +115,7 @@ class Reserve:
 
     def __init__(self) -> None:
         self._spare = -1
+        self._lost = False  # the spare was given up for a peer and not yet taken back
         self._take()
         self._refusal = protocol.encode(protocol.error_line(protocol.OutOfDescriptors()))
         self._refused = 0
@@ -126,6 +127,16 @@ class Reserve:
         """What `listener.accept()` returns; or None if, out of descriptors, a waiting peer
         was answered instead. Raises BlockingIOError when nobody is waiting, and OSError
         when accept() failed and nobody could be answered: then wait before trying again."""
+        if self._lost:
+            # Taken back before a peer can have it. Between the refused peer's close and
+            # the spare's open another thread may hold a descriptor for a moment (glibc
+            # reads /proc/stat as a new thread starts); a peer accepted then would turn
+            # the spare into a session, and every refusal after it would be silence.
+            # Until it is back, accept nobody: the caller waits and tries again.
+            self._take()
+            if self._spare < 0:
+                raise OSError(errno.EMFILE, "no descriptor to spare yet")
+            self._lost = False
         try:
             return listener.accept()
         except BlockingIOError:
@@ -142,7 +153,6 @@ class Reserve:
 
     def _answer(self, listener: socket.socket) -> bool:
         """Serve one waiting peer its refusal on the spare descriptor, if there is one."""
-        self._take()  # lost to another thread last time: a descriptor may be free again
         if self._spare < 0:
             return False
         os.close(self._spare)
@@ -156,6 +166,7 @@ class Reserve:
             return False
         finally:
             self._take()  # once the peer's descriptor is closed: it is the spare's
+            self._lost = self._spare < 0
         return True
 
     def _take(self) -> None:
