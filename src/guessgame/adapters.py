@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import janus
@@ -104,17 +105,12 @@ class BlockingFace:
     async def _read(self) -> None:
         while True:
             batch: list[str | GameError] = []
-            last = False
-            while not last and (not batch or (len(batch) < BATCH_LINES
-                                and self._connection.read_ahead())):
+            while _another_line(batch, self._connection.read_ahead):
                 try:
                     batch.append(await self._connection.receive())
-                except ProtocolError as error:
+                except (ProtocolError, PeerClosed) as error:
                     batch.append(error)
-                    last = error.closes_connection
-                except PeerClosed as gone:
-                    batch.append(gone)
-                    last = True
+            last = _ends_stream(batch[-1])
             await self._inbox_async.put(tuple(batch))
             # An error's traceback holds this frame, which must not hold the error.
             del batch
@@ -157,6 +153,19 @@ def _received(item: object) -> str:
 
 def _sent(line: object) -> str:
     return f"send {line!r}"
+
+
+def _another_line(batch: list[str | GameError], read_ahead: Callable[[], bool]) -> bool:
+    """Whether one more line goes into this batch: the first always; after it only the
+    lines already read ahead, up to BATCH_LINES, and none after the connection's last."""
+    return not batch or (not _ends_stream(batch[-1]) and len(batch) < BATCH_LINES
+                         and read_ahead())
+
+
+def _ends_stream(item: str | GameError) -> bool:
+    """Whether nothing can follow `item`: the peer left, or its error closes the connection."""
+    return isinstance(item, PeerClosed) or (isinstance(item, ProtocolError)
+                                             and item.closes_connection)
 
 
 def _next_line(ready: collections.deque[str | GameError]) -> str:
@@ -236,17 +245,12 @@ class AsyncFace:
         connection = self._connection
         while True:
             batch: list[str | GameError] = []
-            last = False
-            while not last and (not batch or (len(batch) < BATCH_LINES
-                                              and connection.read_ahead())):
+            while _another_line(batch, connection.read_ahead):
                 try:
                     batch.append(connection.receive())
-                except ProtocolError as error:
+                except (ProtocolError, PeerClosed) as error:
                     batch.append(error)
-                    last = error.closes_connection
-                except PeerClosed as gone:
-                    batch.append(gone)
-                    last = True
+            last = _ends_stream(batch[-1])
             try:
                 # Closed by the loop side, which shuts the queue before it wakes this
                 # read: then the batch is not offered, so no crossing is left untaken.
