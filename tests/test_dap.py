@@ -9,9 +9,7 @@ answering fails the test instead of hanging it.
 
 from __future__ import annotations
 
-import ast
 import contextlib
-import inspect
 import json
 import os
 import re
@@ -19,7 +17,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +24,21 @@ from typing import Any
 import pytest
 
 from conftest import CONFIG
+from crossing_lines import (
+    CONNECT,
+    OPEN,
+    PEER,
+    PLUMBING_FILES,
+    READ,
+    REPORT_FROM_LOOP,
+    REPORT_FROM_THREAD,
+    RUN_BLOCKING,
+    RUN_SESSION,
+    SEND,
+    SESSION,
+    Across,
+    statement_lines,
+)
 from dap import DapClient, DapError
 from guessgame import adapters, bridge, compose, reports
 from guessgame.aio import client as aio_client
@@ -36,8 +48,6 @@ from guessgame.threaded import session as threaded_session
 pytest.importorskip("debugpy")
 
 TIMEOUT = 15.0
-PEER = r"127\.0\.0\.1:\d+"
-SESSION = f"session {PEER}"
 
 
 def first_body_line(function: Callable[..., Any]) -> tuple[str, int]:
@@ -212,64 +222,10 @@ def test_debugpy_stops_on_both_sides_of_each_bridge_in_the_named_thread(stage: s
 
 # --- Step Into on a crossing line follows the work to the other side ------------------
 
-PLUMBING_FILES = re.compile(r"/(bridge|workers|crossing)\.py$|/observe/|/asyncio/|/concurrent/"
-                            r"|/threading\.py$|/janus/|/selectors\.py$|/queue\.py$")
 RULES = json.loads((CONFIG.parent / ".vscode" / "launch.json").read_text()
                    )["configurations"][0]["rules"]
 HERE = '__import__("guessgame.observe.trace").observe.trace.here()'
 
-
-def line_of(function: Callable[..., Any], text: str) -> int:
-    source, first = inspect.getsourcelines(function)
-    return first + next(i for i, code in enumerate(source) if text in code)
-
-
-def statement_lines(function: Callable[..., Any], line: int) -> range:
-    source, first = inspect.getsourcelines(function)
-    for node in ast.walk(ast.parse(textwrap.dedent("".join(source)))):
-        if isinstance(node, ast.stmt) and node.lineno + first - 1 == line:
-            return range(line, (node.end_lineno or node.lineno) + first)
-    return range(line, line + 1)
-
-
-@dataclass(frozen=True)
-class Across:
-    sender: Callable[..., Any]  # the function with the crossing line
-    text: str  # the crossing line's code
-    taker: Callable[..., Any]  # the function a Step Into lands in
-    thread: str  # regex: the thread it lands in
-    task: str  # regex: the task it lands in, "-" outside one
-    call: bool  # a call lands on its first line and ends; an item stops where it is taken
-    back: bool = True  # False: a loop that sent an item is not held, so it has gone on
-
-    @property
-    def path(self) -> str:
-        return os.path.realpath(inspect.getsourcefile(self.sender) or "")
-
-    @property
-    def line(self) -> int:
-        return line_of(self.sender, self.text)
-
-
-SESSION_OR_MAIN = f"{SESSION}|MainThread"
-RUN_SESSION = Across(compose.System.serve_in_thread, "self.bridge.run_in_loop(self._async_",
-                     compose.System._async_session, "event-loop",
-                     f"System._async_session from {SESSION}", True)
-OPEN = Across(compose.System._blocking_session, "self.bridge.run_in_loop(",
-              adapters.BlockingFace.open, "event-loop", f"BlockingFace.open from {SESSION}", True)
-CONNECT = Across(compose.System._blocking_play, "self.bridge.run_in_loop(",
-                 adapters.BlockingFace.connect, "event-loop",
-                 "BlockingFace.connect from MainThread", True)
-SEND = Across(adapters.BlockingFace.send, "self._outbox_sync.put(line)",
-              adapters.BlockingFace._write, "event-loop", f"writer {PEER}", False)
-READ = Across(adapters.BlockingFace._read, "await self._inbox_async.put(tuple(batch))",
-              adapters.BlockingFace.receive, SESSION_OR_MAIN, "-", False, back=False)
-REPORT_FROM_LOOP = Across(reports.Reports.put_from_loop, "item = crossing.carry(",
-                          reports.Reports._take, "reports", "-", False, back=False)
-REPORT_FROM_THREAD = Across(reports.Reports.put_from_thread, "item = crossing.carry(",
-                            reports.Reports._take, "event-loop", "reports", False)
-RUN_BLOCKING = Across(compose.System.serve_in_task, "await self.bridge.run_in_thread(",
-                      compose.System._blocking_session, SESSION, "-", True)
 
 # One debuggee per list, its crossings in the order the demo meets them again. A call
 # that is the whole session comes back only once the games are over: last, or alone.

@@ -9,7 +9,6 @@ fires whether the session runs in a thread, a worker, the loop thread or the mai
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import bdb
 import inspect
@@ -19,7 +18,6 @@ import re
 import socket
 import subprocess
 import sys
-import textwrap
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -27,11 +25,23 @@ from typing import Any
 import pytest
 
 from conftest import CONFIG
-from guessgame import adapters, cli, compose, config, protocol, reports
+from crossing_lines import (
+    CONNECT,
+    OPEN,
+    PEER,
+    PLUMBING_FILES,
+    READ,
+    REPORT_FROM_LOOP,
+    REPORT_FROM_THREAD,
+    RUN_BLOCKING,
+    RUN_SESSION,
+    SEND,
+    SESSION,
+    statement_lines,
+)
+from guessgame import cli, config, protocol
 from guessgame.observe import debugging
 from pdbdrive import HEADER, Debugged, Stop
-
-PEER = r"127\.0\.0\.1:\d+"
 
 
 def first_body_line(function: object) -> int:
@@ -200,60 +210,6 @@ def test_pdb_reaches_threads_already_running_from_python_3_12() -> None:
 
 # --- guessgame debug: the thread-aware pdb, and steps across the bridges ------------------
 
-PLUMBING_FILES = re.compile(r"/(bridge|workers|crossing)\.py$|/observe/|/asyncio/|/concurrent/"
-                            r"|/threading\.py$|/janus/|/selectors\.py$|/queue\.py$")
-
-
-def statement_lines(function: Any, line: int) -> range:
-    """The lines of the statement that starts at `line` in `function`."""
-    source, first = inspect.getsourcelines(function)
-    tree = ast.parse(textwrap.dedent("".join(source)))
-    for node in ast.walk(tree):
-        if isinstance(node, ast.stmt) and node.lineno + first - 1 == line:
-            return range(line, (node.end_lineno or node.lineno) + first)
-    return range(line, line + 1)
-
-
-def line_of(function: Any, text: str) -> int:
-    source, first = inspect.getsourcelines(function)
-    return first + next(i for i, code in enumerate(source) if text in code)
-
-
-@dataclass(frozen=True)
-class Across:
-    sender: Any  # the function with the crossing line
-    text: str  # the crossing line's code
-    taker: Any  # the function the step lands in
-    thread: str  # regex: the thread it lands in
-    task: str  # regex: the task it lands in, "-" outside one
-    first_line: bool  # lands on the taker's first line (a call), else where it takes
-
-    @property
-    def line(self) -> int:
-        return line_of(self.sender, self.text)
-
-
-SESSION_THREAD = f"session {PEER}"
-RUN_SESSION = Across(compose.System.serve_in_thread, "self.bridge.run_in_loop(self._async_",
-                     compose.System._async_session, "event-loop",
-                     f"System._async_session from session {PEER}", True)
-OPEN = Across(compose.System._blocking_session, "self.bridge.run_in_loop(",
-              adapters.BlockingFace.open, "event-loop",
-              f"BlockingFace.open from session {PEER}", True)
-CONNECT = Across(compose.System._blocking_play, "self.bridge.run_in_loop(",
-                 adapters.BlockingFace.connect, "event-loop",
-                 "BlockingFace.connect from MainThread", True)
-SEND = Across(adapters.BlockingFace.send, "self._outbox_sync.put(line)",
-              adapters.BlockingFace._write, "event-loop", f"writer {PEER}", False)
-READ = Across(adapters.BlockingFace._read, "await self._inbox_async.put(tuple(batch))",
-              adapters.BlockingFace.receive, f"{SESSION_THREAD}|MainThread", "-", False)
-REPORT_FROM_LOOP = Across(reports.Reports.put_from_loop, "item = crossing.carry(",
-                          reports.Reports._take, "reports", "-", False)
-REPORT_FROM_THREAD = Across(reports.Reports.put_from_thread, "item = crossing.carry(",
-                            reports.Reports._take, "event-loop", "reports", False)
-RUN_BLOCKING = Across(compose.System.serve_in_task, "await self.bridge.run_in_thread(",
-                      compose.System._blocking_session, SESSION_THREAD, "-", True)
-
 ACROSS = {
     "async-connection": {"open": OPEN, "send": SEND, "read": READ},
     "async-session": {"session": RUN_SESSION, "send": SEND, "read": READ,
@@ -295,7 +251,7 @@ def test_step_into_a_crossing_lands_on_the_other_side_and_comes_back(
         assert landed.function == across.taker.__name__, landed.text
         assert re.fullmatch(across.thread, landed.thread), landed.where
         assert re.fullmatch(across.task, landed.task), landed.where
-        if across.first_line:
+        if across.call:
             assert landed.line == first_body_line(across.taker), landed.where
             assert "[stepped across " in landed.text, landed.text
         else:
@@ -306,13 +262,13 @@ def test_step_into_a_crossing_lands_on_the_other_side_and_comes_back(
         mine, _, theirs = where.partition("  --- ")
         assert across.taker.__name__ in mine and f"{across.sender.__name__}()" in theirs, where
 
-        if at.task != "-" and not across.first_line:
+        if at.task != "-" and not across.call:
             # A loop that sent an item is not held (the taker may need the loop), so it
             # has gone on: the step ends the crossing, and nothing stops again.
             out = pdb.finish()
             assert "client: 12 is CORRECT" in out and "exited with status 0" in out
             return
-        back = not_plumbing(pdb.command("return" if across.first_line else "step"))
+        back = not_plumbing(pdb.command("return" if across.call else "step"))
         for _ in range(5):  # --Return-- of the work, then its way back
             if back.thread == at.thread and back.task == at.task:
                 break
@@ -355,7 +311,7 @@ def test_two_threads_at_one_breakpoint_get_one_prompt_each_in_turn() -> None:
             peer.sendall(b"PARAMS 1 5\n")  # so that a step past the read does not wait
             peers.append(peer)
         first = pdb.stop()
-        assert re.fullmatch(SESSION_THREAD, first.thread), first.text
+        assert re.fullmatch(SESSION, first.thread), first.text
         assert first.session in ("s1", "s2"), first.text
         # The other thread reaches the breakpoint too, and waits for the prompt.
         for _ in range(500):
@@ -365,7 +321,7 @@ def test_two_threads_at_one_breakpoint_get_one_prompt_each_in_turn() -> None:
             raise AssertionError("the second session never stopped at the breakpoint")
         # This thread leaves the prompt to step: the waiting one has its turn first.
         second = pdb.command("step")
-        assert re.fullmatch(SESSION_THREAD, second.thread), second.text
+        assert re.fullmatch(SESSION, second.thread), second.text
         assert second.thread != first.thread, second.text
         assert {first.session, second.session} == {"s1", "s2"}, second.text
         assert len(HEADER.findall(second.text)) == 1, second.text  # one prompt at a time
