@@ -15,6 +15,8 @@ import sys
 import threading
 from dataclasses import dataclass
 
+from timing import UNIT
+
 PROMPT = "(Pdb) "
 HEADER = re.compile(r"\[thread '([^']*)', task '([^']*)', session '([^']*)'\]")
 LOCATION = re.compile(r"^> (\S+?)\((\d+)\)([\w<>]+)\(\)(->)?", re.MULTILINE)
@@ -38,7 +40,7 @@ class Stop:
 
 
 class Debugged:
-    def __init__(self, args: list[str], timeout: float = 10.0) -> None:
+    def __init__(self, args: list[str], timeout: float = 2 * UNIT) -> None:
         self.timeout = timeout
         self.process = subprocess.Popen(
             [sys.executable, "-m", "guessgame", "debug", *args], stdin=subprocess.PIPE,

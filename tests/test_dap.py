@@ -44,10 +44,11 @@ from guessgame import adapters, bridge, compose, reports
 from guessgame.aio import client as aio_client
 from guessgame.aio import session as aio_session
 from guessgame.threaded import session as threaded_session
+from timing import UNIT
 
 pytest.importorskip("debugpy")
 
-TIMEOUT = 15.0
+TIMEOUT = 3 * UNIT
 
 
 def first_body_line(function: Callable[..., Any]) -> tuple[str, int]:

@@ -42,6 +42,7 @@ from crossing_lines import (
 from guessgame import cli, config, protocol
 from guessgame.observe import debugging
 from pdbdrive import HEADER, Debugged, Stop
+from timing import UNIT
 
 
 def first_body_line(function: object) -> int:
@@ -104,7 +105,7 @@ def run_pdb(stage: str) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "pdb", "-m", "guessgame", "--", "demo", "--config", str(CONFIG),
          *pick, "--debug", "--seed", "1", "-q"],
-        input=COMMANDS, capture_output=True, text=True, timeout=15,
+        input=COMMANDS, capture_output=True, text=True, timeout=3 * UNIT,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
@@ -189,7 +190,7 @@ def test_pdb_reaches_threads_already_running_from_python_3_12() -> None:
     seen: list[object] = []
 
     def running() -> None:
-        asked.wait(5)
+        asked.wait(UNIT)
         seen.append(sys.gettrace())
 
     thread = threading.Thread(target=running, name="running before")
@@ -201,7 +202,7 @@ def test_pdb_reaches_threads_already_running_from_python_3_12() -> None:
         sys.settrace(None)
     try:
         asked.set()
-        thread.join(5)
+        thread.join(UNIT)
         assert threading.gettrace() == tracer
         assert seen == ([tracer] if sys.version_info >= (3, 12) else [None])
     finally:
@@ -307,7 +308,7 @@ def test_two_threads_at_one_breakpoint_get_one_prompt_each_in_turn() -> None:
         pdb.send("continue")
         pdb.expect(f"listening on 127.0.0.1:{port}")
         for _ in range(2):
-            peer = socket.create_connection(("127.0.0.1", port), timeout=10)
+            peer = socket.create_connection(("127.0.0.1", port), timeout=2 * UNIT)
             peer.sendall(b"PARAMS 1 5\n")  # so that a step past the read does not wait
             peers.append(peer)
         first = pdb.stop()
