@@ -7,12 +7,14 @@ so a server that never gets there fails the test with a sentence instead of hang
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import select
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -33,6 +35,9 @@ POLL = 0.002
 
 SHUTDOWN_LIMIT = 2.0
 """Seconds a serve process may take to exit after SIGINT or SIGTERM."""
+
+PIPE_BYTES = 4096
+"""The smallest pipe Linux makes: a few dozen log records fill it."""
 
 PROBE = ("PARAMS 1 1", "NUMBER", "REPORT CORRECT")
 PROBE_REPLY = ["1"]
@@ -203,3 +208,17 @@ def stop_and_time(server: subprocess.Popen[bytes], signum: int) -> tuple[int, fl
     server.send_signal(signum)
     code = server.wait(timeout=SHUTDOWN_LIMIT + 1)
     return code, time.monotonic() - started
+
+
+def serve_unread(*options: str) -> tuple[subprocess.Popen[bytes], int]:
+    """`guessgame serve` with `options`, whose stdout and stderr are the smallest pipes
+    Linux makes and are never read past the `listening on` line; the process and its
+    port. The caller stops it."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "guessgame", "serve", "--port", "0", "--config", str(CONFIG),
+         *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert server.stdout is not None and server.stderr is not None
+    for pipe in (server.stdout, server.stderr):
+        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    first = server.stdout.readline().decode()  # and never another byte of either
+    return server, int(first.rsplit(":", 1)[1])

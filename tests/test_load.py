@@ -7,7 +7,6 @@ Sized to stay fast: 200 arrivals and a worker_idle_timeout of 0.5 s here; the be
 
 from __future__ import annotations
 
-import fcntl
 import os
 import selectors
 import signal
@@ -30,6 +29,7 @@ from peers import (
     eventually,
     layers_arg,
     play_rounds,
+    serve_unread,
     stop_and_time,
 )
 from timing import UNIT
@@ -153,23 +153,12 @@ def test_a_stdout_nobody_reads_blocks_no_game_and_no_stop(layers: Layers) -> Non
 
 # --- a stderr nobody reads either ----------------------------------------------------
 
-PIPE_BYTES = 4096
-"""The smallest pipe Linux makes: a few dozen log records fill it."""
-
-
 @pytest.mark.parametrize("async_layers", ["connection,session", "all"])
 def test_a_stderr_nobody_reads_stops_no_loop(async_layers: str) -> None:
     """Sessions log their farewells from the event loop at these two: a stderr (and a
     stdout) that nobody reads must cost log records, never the loop."""
-    server = subprocess.Popen(
-        [sys.executable, "-m", "guessgame", "serve", "--port", "0", "--config", str(CONFIG),
-         "--async", async_layers], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    server, port = serve_unread("--async", async_layers)
     try:
-        assert server.stdout is not None and server.stderr is not None
-        for pipe in (server.stdout, server.stderr):
-            fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-        first = server.stdout.readline().decode()  # and never another byte of either
-        port = int(first.rsplit(":", 1)[1])
         for _ in range(200):  # a farewell each, far more than the pipe holds
             with Peer(port) as passerby:
                 assert passerby.probe() == ["1"]

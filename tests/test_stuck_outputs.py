@@ -7,8 +7,6 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -16,7 +14,15 @@ import pytest
 
 from guessgame import outputs
 from guessgame.config import Layers
-from peers import CONFIG, SHUTDOWN_LIMIT, Peer, layers_arg, play_rounds, stop_and_time
+from peers import (
+    PIPE_BYTES,
+    SHUTDOWN_LIMIT,
+    Peer,
+    layers_arg,
+    play_rounds,
+    serve_unread,
+    stop_and_time,
+)
 from timing import UNIT
 
 ROUNDS = 10_000
@@ -24,23 +30,14 @@ ROUNDS_LIMIT = 10.0
 """Seconds for ROUNDS: with a stderr that is read, the trace lets 10,000 rounds take
 0.5-0.7 s on a 2-core machine; a sink that waits for the reader never finishes."""
 
-PIPE_BYTES = 4096
 
 
 def test_a_trace_on_a_stderr_nobody_reads_stops_nothing(layers: Layers) -> None:
     """`serve` never runs the client layer, so the 16 combinations are 8 servers twice:
     each server takes SIGINT once and SIGTERM once."""
     signum = signal.SIGINT if layers.client else signal.SIGTERM
-    server = subprocess.Popen(
-        [sys.executable, "-m", "guessgame", "serve", "--port", "0", "--config", str(CONFIG),
-         "--async", layers_arg(layers), "--trace"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    server, port = serve_unread("--async", layers_arg(layers), "--trace")
     try:
-        assert server.stdout is not None and server.stderr is not None
-        for pipe in (server.stdout, server.stderr):
-            fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-        first = server.stdout.readline().decode()  # and never another byte of either
-        port = int(first.rsplit(":", 1)[1])
         started = time.monotonic()
         play_rounds(port, ROUNDS)
         took = time.monotonic() - started
