@@ -92,11 +92,14 @@ def test_a_threaded_server_that_hands_over_lets_its_idle_session_threads_go() ->
         old.stop()
 
 
+@pytest.mark.parametrize("threaded_layers", [Layers(), Layers(connection=True)],
+                         ids=["all-threads", "async-connection"])
 def test_a_reload_to_a_threaded_stage_starts_its_threads_off_the_loop(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, threaded_layers: Layers) -> None:
     """Thread.start() waits until the new thread runs, which under load means waiting
     for the GIL behind every busy thread: a threaded generation that a reload starts
-    while the loop runs must start its acceptor and printer from another thread."""
+    while the loop runs must start its acceptor and printer from another thread, whether
+    or not its sessions use the loop."""
     started_on_loop: dict[str, bool] = {}
     real_start = threading.Thread.start
 
@@ -107,7 +110,7 @@ def test_a_reload_to_a_threaded_stage_starts_its_threads_off_the_loop(
     monkeypatch.setattr(threading.Thread, "start", start)
     base = config.load(str(CONFIG))
     on_loop, threaded = (base.with_options(layers=Layers(server=True)),
-                         base.with_options(layers=Layers()))
+                         base.with_options(layers=threaded_layers))
     server = LiveServer(on_loop, "127.0.0.1", 0, write=[].append)
 
     async def reload_once() -> None:

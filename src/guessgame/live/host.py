@@ -15,7 +15,7 @@ from types import TracebackType
 
 from guessgame import netutil
 from guessgame.aio import server as aio_server
-from guessgame.bridge import Bridge, loop_thread
+from guessgame.bridge import Bridge, loop_thread, run_in_new_thread
 from guessgame.config import SERVER_LAYERS, Settings
 from guessgame.live.flavour_stats import FlavourStats
 from guessgame.live.rollout import PerConnection
@@ -110,10 +110,11 @@ class ServerHost:
         return self._threaded.hand_over_listener()
 
     async def ahand_over(self) -> socket.socket:
-        """From a coroutine, for an asyncio server; a threaded one blocks for a moment
-        (it joins its acceptor), so call `hand_over` from a thread for that."""
-        assert self._async is not None, "only a started asyncio server hands over here"
-        return await self._async.hand_over_listener()
+        """From a coroutine: a threaded server joins its acceptor, in a thread of its own."""
+        if self._is_async:
+            assert self._async is not None, "only a started server hands over"
+            return await self._async.hand_over_listener()
+        return await run_in_new_thread(self.hand_over, "hand over")
 
     # --- the two flavours ----------------------------------------------------------
 

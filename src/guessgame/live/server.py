@@ -311,21 +311,18 @@ class LiveServer:
 
     async def _advance_on_loop(self, settings: Settings) -> None:
         current = self._current
-        if current is None:
-            listener = self._listener.take()
-        elif current.settings.layers.server:
-            listener = await current.ahand_over()
-        else:  # joins the threaded acceptor: not on the loop's thread
-            listener = await run_in_new_thread(current.hand_over, "hand over")
+        listener = self._listener.take() if current is None else await current.ahand_over()
         self._handed_over()
-        if settings.needs_loop_for(SERVER_LAYERS):
-            host = self._host(settings, listener, self._bridge)
+        # Without a layer that needs the loop, the generation must not use it: it
+        # outlives the loop when this mode ends.
+        bridge = self._bridge if settings.needs_loop_for(SERVER_LAYERS) else None
+        host = self._host(settings, listener, bridge)
+        if settings.layers.server:
             await host.astart()
         else:
-            # Without a layer that needs the loop, the generation must not use it: it
-            # outlives the loop when this mode ends. start() starts its threads, and
-            # Thread.start() waits for each new thread to run: not on the loop's thread.
-            host = self._host(settings, listener, None)
+            # A threaded generation, whether its sessions use the loop or not: start()
+            # starts its threads, and Thread.start() waits for each new one to run, behind
+            # every busy thread for the GIL, which the loop that serves the others must not.
             await run_in_new_thread(host.start, "generation start")
         self._started(host)
 
