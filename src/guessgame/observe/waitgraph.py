@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from guessgame.crossing import Party
 from guessgame.observe import waits
-from guessgame.observe.waits import Crossing
+from guessgame.observe.waits import Wait
 
 LOOP_SNAPSHOT_TIMEOUT: Final = 0.2
 """Seconds to wait for the loop to list its own tasks before reading them from outside."""
@@ -56,7 +56,7 @@ class Edge:
     bridge: str
     target: Party | None
     seconds: float
-    crossing: Crossing
+    crossing: Wait
 
 
 @dataclass

@@ -27,7 +27,7 @@ from guessgame import crossing
 from guessgame.crossing import Party, me
 
 
-class Crossing:
+class Wait:
     """One wait in flight. `target` may be filled in later, by the side that takes it."""
 
     __slots__ = ("bridge", "idle", "reported", "since", "target", "waiter")
@@ -41,7 +41,7 @@ class Crossing:
         self.reported = False
 
 
-_in_flight: dict[int, Crossing] = {}
+_in_flight: dict[int, Wait] = {}
 _numbers = itertools.count()
 _loops: dict[int, asyncio.AbstractEventLoop] = {}
 _locks: weakref.WeakSet[TrackedLock] = weakref.WeakSet()
@@ -51,21 +51,14 @@ def begin(bridge: str, target: Party | None = None, *, waiter: Party | None = No
           idle: bool = False) -> int:
     """Record that the caller starts waiting in `bridge`; pass the result to end()."""
     key = next(_numbers)  # itertools.count is atomic under the GIL, as are dict ops
-    _in_flight[key] = Crossing(bridge, waiter or me(), target, idle)
-    return key
-
-
-def begin_thread(bridge: str, target: Party | None = None, *, idle: bool = False) -> int:
-    """begin() for a caller known to be a plain thread (skips the task lookup)."""
-    key = next(_numbers)
-    _in_flight[key] = Crossing(bridge, ("thread", threading.get_ident()), target, idle)
+    _in_flight[key] = Wait(bridge, waiter or me(), target, idle)
     return key
 
 
 def set_target(key: int, target: Party) -> None:
-    crossing = _in_flight.get(key)
-    if crossing is not None:
-        crossing.target = target
+    wait = _in_flight.get(key)
+    if wait is not None:
+        wait.target = target
 
 
 def end(key: int) -> None:
@@ -163,7 +156,7 @@ class TrackedLock:
         self.release()
 
 
-def stalled(threshold: float) -> list[Crossing]:
+def stalled(threshold: float) -> list[Wait]:
     """Crossings not yet reported that have waited longer than `threshold`, marked
     reported. Idle waits (a thread waiting for the peer's next line) are not stalls."""
     now = time.monotonic()
@@ -175,7 +168,7 @@ def stalled(threshold: float) -> list[Crossing]:
     return found
 
 
-def in_flight() -> Iterator[Crossing]:
+def in_flight() -> Iterator[Wait]:
     """The crossings waiting now (for tests and tools)."""
     return iter(list(_in_flight.values()))
 
