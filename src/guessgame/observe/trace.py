@@ -82,14 +82,18 @@ def here() -> Here:
     return Here(threading.current_thread().name, _task_name(), SESSION_ID.get())
 
 
-def event(layer: str, what: str, flow: int = 0, arrives: bool = False) -> None:
+def event(layer: str, what: str, flow: int = 0) -> None:
+    _send(_sinks, layer, what, flow, arrives=False)
+    for flush in _flushes:  # never a write with the lock held: see StreamSink
+        flush()
+
+
+def _send(sinks: list[Sink], layer: str, what: str, flow: int, *, arrives: bool) -> None:
     where = here()
     with _lock:  # stamped under the lock, so that every sink sees times in order
         record = Record(time.monotonic(), *where, layer, what, flow, arrives)
-        for sink in _sinks:
+        for sink in sinks:
             sink(record)
-    for flush in _flushes:  # never a write with the lock held: see StreamSink
-        flush()
 
 
 class _Crossings(crossing.Observer):
@@ -97,15 +101,14 @@ class _Crossings(crossing.Observer):
     draw arrows (the timeline), a record where it is taken, bound to it by `flow`."""
 
     def sent(self, seen: crossing.Crossing) -> None:
-        event("bridge", f"{seen.bridge} {seen.direction} {seen.what}", seen.number)
+        event("bridge", _described(seen), seen.number)
 
     def taken(self, seen: crossing.Crossing) -> None:
-        where = here()
-        with _lock:
-            record = Record(time.monotonic(), *where, "bridge",
-                            f"{seen.bridge} {seen.direction} {seen.what}", seen.number, True)
-            for sink in _flow_sinks:
-                sink(record)
+        _send(_flow_sinks, "bridge", _described(seen), seen.number, arrives=True)
+
+
+def _described(seen: crossing.Crossing) -> str:
+    return f"{seen.bridge} {seen.direction} {seen.what}"
 
 
 _CROSSINGS = _Crossings()
