@@ -139,13 +139,12 @@ class Reports:
 
     def _waited(self) -> Event | Carried | None:
         """The next report; observed, the wait for it is an idle one at the seam."""
-        if not crossing.observed:
-            return self._events.get(timeout=DROPS_LOGGED_EVERY)
-        block = crossing.blocked(_BRIDGE, _PRODUCERS, idle=True)
+        block = crossing.blocked(_BRIDGE, _PRODUCERS, idle=True) if crossing.observed else None
         try:
             return self._events.get(timeout=DROPS_LOGGED_EVERY)
         finally:
-            crossing.unblocked(block)
+            if block is not None:
+                crossing.unblocked(block)
 
     def _wait_for_room_in_thread(self) -> bool:
         """Wait a little for room in the output; False once the stop deadline passed."""
