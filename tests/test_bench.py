@@ -29,7 +29,8 @@ def test_bench_reports_every_cell(tmp_path: Path, capsys: pytest.CaptureFixture[
                      "--out", str(out), "-q"])
     assert code == 0
     results = json.loads(out.read_text())
-    stages = ["baseline-threads", "baseline-streams", "all-threads", "all-async"]
+    stages = ["baseline-threads", "baseline-streams", "baseline-mixed", "all-threads",
+              "all-async"]
     assert [(cell["stage"], cell["clients"]) for cell in results["cells"]] == [
         (stage, clients) for clients in (1, 2) for stage in stages]
     for cell in results["cells"]:
@@ -43,6 +44,7 @@ def test_bench_reports_every_cell(tmp_path: Path, capsys: pytest.CaptureFixture[
     by = {(cell["stage"], cell["clients"]): cell for cell in results["cells"]}
     assert by["baseline-threads", 1]["x_threads"] == 1.0
     assert by["baseline-streams", 2]["x_streams"] == 1.0
+    assert by["baseline-mixed", 1]["x_mixed"] == 1.0
     assert results["stages"] == {"all-threads": [],
                                  "all-async": ["connection", "session", "client", "server"]}
     assert {check["target"] for check in results["targets"]}

@@ -14,6 +14,8 @@ from guessgame import workers
 
 THREADS = "baseline-threads"
 STREAMS = "baseline-streams"
+MIXED = "baseline-mixed"
+"""Threaded sessions over asyncio connections, lines crossing in janus queues, no layers."""
 
 # The issue's targets, as ratios of server CPU per round.
 ASYNC_VS_STREAMS = 1.25
@@ -41,7 +43,8 @@ def add_ratios(cells: list[dict[str, Any]]) -> None:
     cost = {(cell["stage"], cell["clients"]): cell.get("server_cpu_us_per_round")
             for cell in cells}
     for cell in cells:
-        for baseline, key in ((THREADS, "x_threads"), (STREAMS, "x_streams")):
+        for baseline, key in ((THREADS, "x_threads"), (STREAMS, "x_streams"),
+                              (MIXED, "x_mixed")):
             base = cost.get((baseline, cell["clients"]))
             mine = cell.get("server_cpu_us_per_round")
             cell[key] = mine / base if mine and base else None
@@ -59,8 +62,8 @@ def table(cells: Iterable[dict[str, Any]]) -> str:
     """A markdown table, one row per stage and client count."""
     head = ("stage", "clients", "arrival", "rounds/s", "p50 ms", "p99 ms", "first reply p50 ms",
             "first reply p99 ms", "first reply max ms", "CPU µs/round", "x threads",
-            "x streams", "peak RSS MB", "peak threads", "threads after", "failed", "stalled",
-            "loadgen CPU")
+            "x streams", "x mixed", "peak RSS MB", "peak threads", "threads after", "failed",
+            "stalled", "loadgen CPU")
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for cell in cells:
         rss = cell.get("peak_rss_bytes")
@@ -70,7 +73,8 @@ def table(cells: Iterable[dict[str, Any]]) -> str:
                _num(cell.get("p99_ms"), 2), _num(cell.get("first_reply_p50_ms"), 0),
                _num(cell.get("first_reply_p99_ms"), 0), _num(cell.get("first_reply_max_ms"), 0),
                _num(cell.get("server_cpu_us_per_round")), _num(cell.get("x_threads"), 2),
-               _num(cell.get("x_streams"), 2), _num(rss / 2**20 if rss else None),
+               _num(cell.get("x_streams"), 2), _num(cell.get("x_mixed"), 2),
+               _num(rss / 2**20 if rss else None),
                _num(cell.get("peak_threads")), _num(cell.get("threads_after")),
                _num(cell.get("failed")), _num(cell.get("stalled")),
                "-" if share is None else f"{share:.0%}")
@@ -203,8 +207,9 @@ def plot(path: str, cells: list[dict[str, Any]]) -> None:
         if not mine:
             continue
         baseline = stage.startswith("baseline")
-        style = {"color": "black", "linestyle": "--" if stage == THREADS else ":",
-                 "linewidth": 2.5} if baseline else {"color": colours(index % 20)}
+        style = {"color": "black", "linewidth": 2.5,
+                 "linestyle": {THREADS: "--", STREAMS: ":"}.get(stage, "-.")
+                 } if baseline else {"color": colours(index % 20)}
         clients = [c["clients"] for c in mine]
         rate.plot(clients, [c["rounds_per_s"] for c in mine], marker="o", label=stage, **style)
         cost.plot(clients, [c["server_cpu_us_per_round"] for c in mine], marker="o",

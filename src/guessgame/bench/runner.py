@@ -73,7 +73,8 @@ def uvloop_config(config: str) -> str:
 
 def baselines() -> list[Target]:
     return [Target("baseline-threads", baseline="threads"),
-            Target("baseline-streams", baseline="streams")]
+            Target("baseline-streams", baseline="streams"),
+            Target("baseline-mixed", baseline="mixed")]
 
 
 def read_status(pid: int) -> dict[str, int]:
