@@ -237,6 +237,36 @@ def test_a_peer_that_stops_reading_times_out_the_send(flavour: str) -> None:
             close()
 
 
+class RecvSpy(socket.socket):
+    """A socket that records the size each recv() asks for."""
+
+    asked: list[int]
+
+    def recv(self, size: int, flags: int = 0) -> bytes:
+        self.asked.append(size)
+        return super().recv(size, flags)
+
+
+def test_an_asyncio_connection_reads_in_chunks_the_heap_serves() -> None:
+    ours, peer = socket.socketpair()
+    spy = RecvSpy(fileno=ours.detach())
+    spy.asked = []
+    lines = [f"NUMBER {index}" for index in range(2000)]
+    peer.sendall("".join(line + "\n" for line in lines).encode())
+
+    async def receive_all() -> list[str]:
+        conn = await aio_connection.Connection.open(spy, LIMIT, IDLE)
+        try:
+            return [await conn.receive() for _ in lines]
+        finally:
+            await conn.close()
+
+    with peer:
+        assert asyncio.run(receive_all()) == lines
+    assert spy.asked, "the transport read through recv()"
+    assert max(spy.asked) <= aio_connection.READ_BYTES, spy.asked
+
+
 # --- sessions and clients, over scripted connections ---------------------------------
 
 
