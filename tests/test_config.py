@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CONFIG
-from guessgame import config
+from guessgame import compose, config
 from guessgame.config import ConfigError, Layers
 
 
@@ -80,3 +80,29 @@ def test_limits_must_be_finite_and_non_negative(tmp_path: Path, value: str) -> N
     path.write_text(f"[guessgame]\nidle_timeout = {value}\n[stages]\nall-threads = []\n")
     with pytest.raises(ConfigError, match="idle_timeout must be a non-negative number"):
         config.load(str(path))
+
+
+def test_the_switch_interval_is_short_wherever_threads_read_the_sockets() -> None:
+    settings = config.load(str(CONFIG))
+    short, long = settings.switch_interval, settings.switch_interval_async_connections
+    assert (short, long) == (0.001, 0.005)
+    for names in itertools.product((False, True), repeat=4):
+        layers = Layers(*names)
+        expected = long if layers.connection else short
+        assert compose.switch_interval(settings.with_options(layers=layers)) == expected, \
+            layers.label
+    # A rollout that leaves some connections threaded keeps the short interval.
+    async_connections = settings.with_options(layers=Layers.parse("connection"))
+    assert compose.switch_interval(
+        async_connections.with_options(rollout={"connection": 0.5})) == short
+    assert compose.switch_interval(settings.with_options(rollout={"connection": 1.0})) == long
+
+
+@pytest.mark.parametrize("key", ["switch_interval", "switch_interval_async_connections"])
+def test_a_switch_interval_must_be_positive(tmp_path: Path, key: str) -> None:
+    path = tmp_path / "switch.toml"
+    path.write_text(f"[guessgame]\n{key} = 0\n[stages]\nall-threads = []\n")
+    with pytest.raises(ConfigError, match=f"{key} must be a positive number of seconds"):
+        config.load(str(path))
+    path.write_text(f"[guessgame]\n{key} = 0.002\n[stages]\nall-threads = []\n")
+    assert getattr(config.load(str(path)), key) == 0.002

@@ -159,6 +159,20 @@ class System:
             await connection.close()
 
 
+def switch_interval(settings: Settings) -> float:
+    """The GIL's switch interval for a server at these settings.
+
+    Where threads read the sockets, a threaded acceptor's accept() waits for the GIL
+    behind every session thread's recv(), so the interval is short. Once the loop reads
+    every connection, session threads only wait on janus queues, and the longer interval
+    costs less CPU per round while a burst is still answered in time
+    (docs/performance.md, "Switch interval").
+    """
+    if settings.may_be_threaded("connection"):
+        return settings.switch_interval
+    return settings.switch_interval_async_connections
+
+
 def _task_name() -> str:
     task = asyncio.current_task()
     return "session" if task is None else task.get_name()

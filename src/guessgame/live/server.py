@@ -37,7 +37,7 @@ from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Final
 
-from guessgame import netutil
+from guessgame import compose, netutil
 from guessgame.bridge import Bridge, new_event_loop, run_in_new_thread
 from guessgame.config import SERVER_LAYERS, Settings
 from guessgame.live import reload
@@ -183,7 +183,7 @@ class LiveServer:
     def _host(self, settings: Settings, listener: socket.socket,
               bridge: Bridge | None) -> ServerHost:
         # The process is this server's alone, so its threads take turns at its pace.
-        sys.setswitchinterval(settings.switch_interval)
+        sys.setswitchinterval(compose.switch_interval(settings))
         return ServerHost(settings, bridge, seed=self._seed, write=self._write, listener=listener,
                           numbers=self._numbers, stats=self.stats)
 
