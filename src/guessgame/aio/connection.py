@@ -16,7 +16,7 @@ READ_BYTES: Final = 64 * 1024
 and once the process has threads glibc serves a request that size with mmap(): every
 read of a few bytes then costs an mmap, an mremap, a munmap and a fresh page's fault.
 A 64 KiB request comes from the heap. At async-connection with 100 clients, server CPU
-per round went from 184-215 µs to 137-159 (docs/performance.md)."""
+per round went from 175-202 µs to 135-168 (docs/performance.md)."""
 
 
 class Lines(Protocol):
