@@ -284,7 +284,7 @@ class _ObservedEnd:
         else as it is, and only the blocked sides are announced."""
         if not self._mechanism:
             return item
-        return Carried(item, sent(self._mechanism, direction, partial(self._describe, item)))
+        return carry(item, self._mechanism, direction, self._describe)
 
 
 class ObservedThreadEnd(_ObservedEnd):
