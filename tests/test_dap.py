@@ -19,7 +19,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -49,6 +49,7 @@ from timing import UNIT
 pytest.importorskip("debugpy")
 
 TIMEOUT = 3 * UNIT
+T = TypeVar("T")
 
 
 def first_body_line(function: Callable[..., Any]) -> tuple[str, int]:
@@ -135,6 +136,30 @@ def stop(process: subprocess.Popen[str]) -> tuple[str, str]:
     return "", ""
 
 
+def debugged_demo(stage: str, drive: Callable[[DapClient], T]) -> tuple[T, str]:
+    """Run the demo at `stage` under debugpy, let `drive` debug it over DAP, check that
+    it then finished as it should, and return what `drive` returned and the stderr.
+    A failure while debugging is raised as one AssertionError with the program's output,
+    and the program and its adapter are gone afterwards, whatever happened."""
+    port = free_port()
+    process = start(stage, port)
+    dap = None
+    try:
+        dap = DapClient(port, TIMEOUT)
+        driven = drive(dap)
+        out, err = process.communicate(timeout=TIMEOUT)
+    except (DapError, AssertionError, subprocess.TimeoutExpired) as error:
+        out, err = stop(process)
+        raise AssertionError(f"{error}\nstdout:\n{out}\nstderr:\n{err[-3000:]}") from None
+    finally:
+        if dap is not None:
+            dap.close()
+        stop(process)
+    assert process.returncode == 0, err
+    assert "client: 12 is CORRECT" in out
+    return driven, err
+
+
 class Session:
     """One debugging session: breakpoints by file, and where each one fired."""
 
@@ -191,24 +216,15 @@ def test_debugpy_stops_on_both_sides_of_each_bridge_in_the_named_thread(stage: s
     breakpoints: dict[str, set[int]] = {}
     for path, line in wanted:
         breakpoints.setdefault(path, set()).add(line)
-    port = free_port()
-    process = start(stage, port)
-    dap = None
-    try:
-        dap = DapClient(port, TIMEOUT)
+    def drive(dap: DapClient) -> Session:
         session = Session(dap, breakpoints)
         if stage in WATCH:
             session.watch_at = first_body_line(WATCH[stage][0])
         session.attach()
         session.run()
-        out, err = process.communicate(timeout=TIMEOUT)
-    except (DapError, subprocess.TimeoutExpired) as error:
-        out, err = stop(process)
-        raise AssertionError(f"{error}\nstdout:\n{out}\nstderr:\n{err}") from None
-    finally:
-        if dap is not None:
-            dap.close()
-        stop(process)
+        return session
+
+    session, err = debugged_demo(stage, drive)
     missed = [f"{path}:{line}" for (path, line) in wanted if (path, line) not in session.hits]
     assert not missed, f"breakpoints that never fired: {missed}\n{err}"
     for (path, line), pattern in wanted.items():
@@ -217,8 +233,6 @@ def test_debugpy_stops_on_both_sides_of_each_bridge_in_the_named_thread(stage: s
     if stage in WATCH:
         assert re.search(WATCH[stage][1], session.watched), session.watched
         assert "no deadlock found" in session.watched
-    assert process.returncode == 0, err
-    assert "client: 12 is CORRECT" in out
 
 
 # --- Step Into on a crossing line follows the work to the other side ------------------
@@ -345,11 +359,7 @@ class Stepper:
                           for part in range(len(parts))])
 def test_step_into_a_crossing_lands_on_the_other_side_and_comes_back(
         stage: str, part: int) -> None:
-    port = free_port()
-    process = start(stage, port)
-    dap = None
-    try:
-        dap = DapClient(port, TIMEOUT)
+    def drive(dap: DapClient) -> None:
         stepper = Stepper(dap)
         stepper.attach(STEPS[stage][part][0])
         for across in STEPS[stage][part]:
@@ -358,13 +368,5 @@ def test_step_into_a_crossing_lands_on_the_other_side_and_comes_back(
         dap.request("continue", threadId=stepper.current.thread_id)
         dap.event("terminated", "exited")
         dap.send("disconnect")
-        out, err = process.communicate(timeout=TIMEOUT)
-    except (DapError, AssertionError, subprocess.TimeoutExpired) as error:
-        out, err = stop(process)
-        raise AssertionError(f"{error}\nstdout:\n{out}\nstderr:\n{err[-3000:]}") from None
-    finally:
-        if dap is not None:
-            dap.close()
-        stop(process)
-    assert process.returncode == 0, err
-    assert "client: 12 is CORRECT" in out
+
+    debugged_demo(stage, drive)
