@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 import shlex
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from guessgame.bench import doc_tables
 from timing import UNIT
 
 PAGES = [ROOT / "README.md", ROOT / "migration_plan.md",
@@ -103,3 +105,115 @@ def test_the_top_level_shows_the_technique_first() -> None:
     entries = [path.name for path in (ROOT / "src" / "guessgame").iterdir()
                if path.name != "__pycache__"]
     assert len(entries) <= 21, sorted(entries)
+
+
+# A path of this project as the docs write it: `src/guessgame/app.py:57`,
+# `guessgame/compose.py(67)` (pdb's form), `tests/test_cli.py::test_name`, `workers.py`.
+PATH = re.compile(r"(?<![\w/.<>-])((?:[\w.-]+/)*[\w-]+\.(?:py|md|json|toml|png|svg))"
+                  r"(?::(\d+)|\((\d+)\)|::(\w+))?")
+MODULE = re.compile(r"(?<![\w/.])guessgame(?:\.[A-Za-z_]\w*)+")
+NOT_MODULES = {"guessgame.toml", "guessgame.stage"}  # the config file; a key in an error
+TEST_NAME = re.compile(r"`(test_\w+)`")
+# Files the docs name that are not this project's: the standard library's, other
+# projects', and the ones a reader makes.
+FOREIGN = {"threading.py", "socket.py", "selectors.py", "events.py", "base_events.py",
+           "streams.py", "locks.py", "_threads.py", "example_code/item_61.py", "deadlock.py",
+           "results.json", "demo.json", "t.json", "t.png", "demo.svg", "profile.txt",
+           "load.json", "setup.cfg", "absent.toml"}
+WHERE = [ROOT, ROOT / "src", ROOT / "src" / "guessgame", ROOT / "tests", ROOT / "docs",
+         ROOT / ".vscode",
+         *(path for path in (ROOT / "src" / "guessgame").rglob("*")
+           if path.is_dir() and path.name != "__pycache__")]
+
+
+def _project_file(name: str, page: Path) -> Path | None:
+    """The file a name in the docs stands for; None for another project's or a placeholder."""
+    if name.split("/")[0] == "asyncio" or name in FOREIGN or re.search(r"[A-Z]{3}", name):
+        return None
+    for base in [page.parent, *WHERE]:
+        if (base / name).is_file():
+            return base / name
+    return Path(name)  # not found: reported by the caller
+
+
+def named_files() -> list[tuple[str, str, Path | None, int | None, str | None]]:
+    """(page, as written, the file, the line it cites, the test it names)."""
+    found = []
+    for page in PAGES:
+        for match in PATH.finditer(page.read_text(encoding="utf-8")):
+            name, colon, paren, test = match.groups()
+            line = colon or paren
+            found.append((page.name, match.group(0), _project_file(name, page),
+                          int(line) if line else None, test))
+    return found
+
+
+def test_every_file_and_line_named_in_the_docs_exists() -> None:
+    missing = []
+    for page, written, path, line, test in named_files():
+        if path is None:
+            continue
+        if not path.is_file():
+            missing.append(f"{page}: {written} (no such file)")
+            continue
+        if line is not None and len(path.read_text(encoding="utf-8").splitlines()) < line:
+            missing.append(f"{page}: {written} (the file is shorter)")
+        if test is not None and f"def {test}(" not in path.read_text(encoding="utf-8"):
+            missing.append(f"{page}: {written} (no such test)")
+    assert missing == []
+    assert sum(path is not None for _, _, path, _, _ in named_files()) >= 50
+
+
+def _resolves(dotted: str) -> bool:
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            found: object = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attribute in parts[cut:]:
+            if not hasattr(found, attribute):
+                return False
+            found = getattr(found, attribute)
+        return True
+    return False
+
+
+def test_every_module_and_test_named_in_the_docs_exists() -> None:
+    defined = "\n".join(path.read_text(encoding="utf-8")
+                        for path in (ROOT / "tests").glob("test_*.py"))
+    missing = []
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        missing += [f"{page.name}: {name}" for name in set(MODULE.findall(text))
+                    if name not in NOT_MODULES and not _resolves(name)]
+        missing += [f"{page.name}: {name}" for name in set(TEST_NAME.findall(text))
+                    if f"def {name}(" not in defined]
+    assert missing == []
+
+
+def test_the_performance_tables_are_the_committed_json() -> None:
+    page = ROOT / "docs" / "performance.md"
+    text = page.read_text(encoding="utf-8")
+    assert text.count("<!-- bench-table:") >= 4
+    assert doc_tables.render(text, page.parent) == text, (
+        "docs/performance.md's tables differ from docs/bench-*.json; run "
+        "python -m guessgame.bench.doc_tables")
+
+
+def test_every_committed_bench_file_is_shown() -> None:
+    text = (ROOT / "docs" / "performance.md").read_text(encoding="utf-8")
+    shown = {name for spec in re.findall(r"<!-- bench-table: ([^>]*?) -->", text)
+             for name in spec.split()[1:]}
+    assert {path.name for path in (ROOT / "docs").glob("bench-*.json")} <= shown
+
+
+def test_a_pattern_column_appears_when_the_cells_have_one() -> None:
+    cell = {"stage": "all-async", "clients": 100, "rounds_per_s": 1000.0}
+    plain = doc_tables.cells_table([cell])
+    patterned = doc_tables.cells_table([{**cell, "pattern": "book"},
+                                        {**cell, "pattern": "batched"}, cell])
+    assert "pattern" not in plain and "x mixed" not in plain
+    head, _, *rows = patterned.splitlines()
+    assert head.startswith("| stage | pattern | clients |")
+    assert [row.split(" | ")[1] for row in rows] == ["book", "batched", "-"]

@@ -1,0 +1,171 @@
+"""The tables of docs/performance.md, generated from the bench JSON committed beside it.
+
+A region of the page between
+
+    <!-- bench-table: KIND FILE [FILE ...] -->
+    <!-- /bench-table -->
+
+is replaced by the table KIND made from the named JSON files (paths relative to the
+page, as `guessgame bench --out` writes them). KIND is one of:
+
+- `cells`: one row per stage and client count (slow-stdout cells left out). A `pattern`
+  column (the load generator's client pattern) appears when any cell has one, and an
+  `x mixed` column when any cell was measured beside baseline-mixed;
+- `unread-stdout`: the cells whose transcript went to a pipe nobody read;
+- `targets`: every target the cells of all the files can speak to, checked by
+  `report.check_targets`, with the misses named; `unread-rounds=N` among the files
+  checks the unread-stdout cells against N rounds (`bench --unread-stdout N`).
+
+`python -m guessgame.bench.doc_tables` rewrites the page; `--check` only says whether it
+is current (exit 1 if not). tests/test_docs.py fails when the page and the JSON differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from guessgame.bench import report, unread_stdout
+
+PAGE = Path("docs/performance.md")
+REGION = re.compile(r"(<!-- bench-table: ([^>]*?) -->\n)(.*?)(<!-- /bench-table -->)", re.S)
+ALL_LAYERS = {"connection", "session", "client", "server"}
+
+Cell = dict[str, Any]
+_num = report._num  # numbers formatted as in the bench's own tables
+
+
+def _row(values: Iterable[str]) -> str:
+    return "| " + " | ".join(values) + " |"
+
+
+def _markdown(head: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    return "\n".join([_row(head), "|" + "---|" * len(head), *map(_row, rows)])
+
+
+def _share(cells: list[Cell], key: str) -> bool:
+    return any(cell.get(key) is not None for cell in cells)
+
+
+def cells_table(cells: list[Cell]) -> str:
+    """Throughput, cost against the baselines, admission and threads, per stage and count."""
+    cells = [cell for cell in cells if not cell.get("slow_stdout")]
+    columns: list[tuple[str, Callable[[Cell], str]]] = [("stage", lambda c: c["stage"])]
+    if _share(cells, "pattern"):
+        columns.append(("pattern", lambda c: str(c.get("pattern") or "-")))
+    columns += [
+        ("clients", lambda c: _num(c["clients"])),
+        ("arrival", lambda c: str(c.get("arrival", "-"))),
+        ("rounds/s", lambda c: _num(c.get("rounds_per_s"), 0)),
+        ("p99 ms", lambda c: _num(c.get("p99_ms"), 2)),
+        ("first reply max ms", lambda c: _num(c.get("first_reply_max_ms"), 0)),
+        ("CPU µs/round", lambda c: _num(c.get("server_cpu_us_per_round"))),
+        ("x threads", lambda c: _num(c.get("x_threads"), 2)),
+        ("x streams", lambda c: _num(c.get("x_streams"), 2)),
+    ]
+    if _share(cells, "x_mixed"):
+        columns.append(("x mixed", lambda c: _num(c.get("x_mixed"), 2)))
+    columns += [
+        ("peak threads", lambda c: _num(c.get("peak_threads"))),
+        ("threads after", lambda c: _num(c.get("threads_after"))),
+        ("failed", lambda c: _num(c.get("failed"))),
+    ]
+    return _markdown([name for name, _ in columns],
+                     [[value(cell) for _, value in columns] for cell in cells])
+
+
+def unread_stdout_table(cells: list[Cell]) -> str:
+    """The rounds played with stdout never read, RSS at both ends, the newcomer and the stop."""
+    head = ("stage", "rounds", "x usual", "RSS first MB", "RSS last MB", "newcomer rounds",
+            "reports dropped", "stop s", "exit")
+    rows = [(cell["stage"], _num(cell.get("rounds")),
+             _num(cell["rounds_per_s_last"] / cell["usual_rounds_per_s"]
+                         if cell.get("usual_rounds_per_s") else None, 2),
+             _num(cell["rss_first_bytes"] / 2**20),
+             _num(cell["rss_last_bytes"] / 2**20),
+             _num(cell.get("newcomer_rounds")), _num(cell.get("reports_dropped")),
+             _num(cell.get("stop_s"), 2), _num(cell.get("server_exit")))
+            for cell in cells]
+    return _markdown(head, rows)
+
+
+def targets_table(documents: list[dict[str, Any]], unread_rounds: int | None) -> str:
+    """The targets the cells speak to, checked by the bench's own rules."""
+    cells = [cell for document in documents for cell in document["cells"]]
+    idle = [row for document in documents for row in document.get("idle", [])]
+    stages: dict[str, set[str]] = {}
+    for document in documents:
+        stages.update({name: set(layers) for name, layers in document["stages"].items()})
+    all_threads = next((name for name, layers in stages.items() if not layers), "all-threads")
+    all_async = next((name for name, layers in stages.items() if layers == ALL_LAYERS),
+                     "all-async")
+    mixed = set(stages) - {all_threads, all_async}
+    checks = report.check_targets(cells, idle, all_threads, all_async, mixed)
+    unread = [cell for document in documents for cell in document.get("unread_stdout", [])]
+    if unread and unread_rounds is not None:
+        checks.append(unread_stdout.check(unread, unread_rounds))
+    marks = {True: "met", False: "**missed**", None: "not measured"}
+    return _markdown(("target", "result", "misses"),
+                     [(check["target"], marks[check["met"]],
+                       check["detail"] if check["met"] is False else "")
+                      for check in checks])
+
+
+def table(spec: str, directory: Path) -> str:
+    """The table a marker asks for: `KIND FILE [FILE ...]`, files relative to `directory`."""
+    kind, *words = spec.split()
+    options = dict(word.split("=", 1) for word in words if "=" in word)
+    names = [word for word in words if "=" not in word]
+    if not names:
+        raise ValueError(f"bench-table '{spec}' names no JSON file")
+    documents = [json.loads((directory / name).read_text(encoding="utf-8")) for name in names]
+    if kind == "cells":
+        return cells_table([cell for document in documents for cell in document["cells"]])
+    if kind == "unread-stdout":
+        return unread_stdout_table([cell for document in documents
+                                    for cell in document.get("unread_stdout", [])])
+    if kind == "targets":
+        rounds = options.get("unread-rounds")
+        return targets_table(documents, int(rounds) if rounds else None)
+    raise ValueError(f"bench-table '{spec}': unknown kind '{kind}'; "
+                     "kinds are cells, unread-stdout, targets")
+
+
+def render(text: str, directory: Path) -> str:
+    """The page with every bench-table region made afresh from the JSON."""
+    return REGION.sub(lambda found: (found.group(1) + table(found.group(2), directory) + "\n"
+                                     + found.group(4)), text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m guessgame.bench.doc_tables",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("page", nargs="?", type=Path, default=PAGE,
+                        help=f"the page to rewrite (default {PAGE})")
+    parser.add_argument("--check", action="store_true",
+                        help="change nothing; exit 1 if the page's tables are not current")
+    args = parser.parse_args(argv)
+    try:
+        text = args.page.read_text(encoding="utf-8")
+        fresh = render(text, args.page.parent)
+    except (OSError, ValueError, KeyError) as error:
+        print(f"doc_tables: {args.page}: {error}", file=sys.stderr)
+        return 2
+    if args.check:
+        if fresh != text:
+            print(f"doc_tables: {args.page}: tables differ from the JSON; run "
+                  "python -m guessgame.bench.doc_tables", file=sys.stderr)
+            return 1
+        return 0
+    if fresh != text:
+        args.page.write_text(fresh, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
