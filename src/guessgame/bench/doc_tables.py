@@ -60,9 +60,7 @@ def cells_table(cells: list[Cell]) -> str:
         columns.append(("pattern", lambda c: str(c.get("pattern") or "-")))
     columns += [
         ("clients", lambda c: _num(c["clients"])),
-        ("arrival", lambda c: str(c.get("arrival", "-"))),
         ("rounds/s", lambda c: _num(c.get("rounds_per_s"), 0)),
-        ("p99 ms", lambda c: _num(c.get("p99_ms"), 2)),
         ("first reply max ms", lambda c: _num(c.get("first_reply_max_ms"), 0)),
         ("CPU µs/round", lambda c: _num(c.get("server_cpu_us_per_round"))),
         ("x threads", lambda c: _num(c.get("x_threads"), 2)),
@@ -81,14 +79,10 @@ def cells_table(cells: list[Cell]) -> str:
 
 def unread_stdout_table(cells: list[Cell]) -> str:
     """The rounds played with stdout never read, RSS at both ends, the newcomer and the stop."""
-    head = ("stage", "rounds", "x usual", "RSS first MB", "RSS last MB", "newcomer rounds",
-            "reports dropped", "stop s", "exit")
-    rows = [(cell["stage"], _num(cell.get("rounds")),
-             _num(cell["rounds_per_s_last"] / cell["usual_rounds_per_s"]
-                         if cell.get("usual_rounds_per_s") else None, 2),
-             _num(cell["rss_first_bytes"] / 2**20),
-             _num(cell["rss_last_bytes"] / 2**20),
-             _num(cell.get("newcomer_rounds")), _num(cell.get("reports_dropped")),
+    head = ("stage", "rounds", "RSS first MB", "RSS last MB", "newcomer rounds", "stop s",
+            "exit")
+    rows = [(cell["stage"], _num(cell.get("rounds")), _num(cell["rss_first_bytes"] / 2**20),
+             _num(cell["rss_last_bytes"] / 2**20), _num(cell.get("newcomer_rounds")),
              _num(cell.get("stop_s"), 2), _num(cell.get("server_exit")))
             for cell in cells]
     return _markdown(head, rows)
