@@ -217,3 +217,10 @@ def test_a_pattern_column_appears_when_the_cells_have_one() -> None:
     head, _, *rows = patterned.splitlines()
     assert head.startswith("| stage | pattern | clients |")
     assert [row.split(" | ")[1] for row in rows] == ["book", "batched", "-"]
+
+
+def test_the_testing_page_names_every_test_file() -> None:
+    text = (ROOT / "docs" / "testing.md").read_text(encoding="utf-8")
+    unnamed = [path.name for path in sorted((ROOT / "tests").glob("test_*.py"))
+               if f"`{path.name}`" not in text]
+    assert unnamed == [], f"docs/testing.md does not name {unnamed}"
