@@ -8,9 +8,10 @@ A region of the page between
 is replaced by the table KIND made from the named JSON files (paths relative to the
 page, as `guessgame bench --out` writes them). KIND is one of:
 
-- `cells`: one row per stage and client count (slow-stdout cells left out). A `pattern`
-  column (the load generator's client pattern) appears when any cell has one, and an
-  `x mixed` column when any cell was measured beside baseline-mixed;
+- `cells`: one row per stage and client count (slow-stdout cells left out). A `clients`
+  column appears when the counts differ, a `pattern` column (the load generator's client
+  pattern) when any cell has one, and an `x mixed` column when any cell was measured
+  beside baseline-mixed;
 - `unread-stdout`: the cells whose transcript went to a pipe nobody read;
 - `targets`: every target the cells of all the files can speak to, checked by
   `report.check_targets`, with the misses named; `unread-rounds=N` among the files
@@ -58,8 +59,9 @@ def cells_table(cells: list[Cell]) -> str:
     columns: list[tuple[str, Callable[[Cell], str]]] = [("stage", lambda c: c["stage"])]
     if _share(cells, "pattern"):
         columns.append(("pattern", lambda c: str(c.get("pattern") or "-")))
+    if len({cell["clients"] for cell in cells}) > 1:
+        columns.append(("clients", lambda c: _num(c["clients"])))
     columns += [
-        ("clients", lambda c: _num(c["clients"])),
         ("rounds/s", lambda c: _num(c.get("rounds_per_s"), 0)),
         ("first reply max ms", lambda c: _num(c.get("first_reply_max_ms"), 0)),
         ("CPU µs/round", lambda c: _num(c.get("server_cpu_us_per_round"))),
@@ -69,7 +71,6 @@ def cells_table(cells: list[Cell]) -> str:
     if _share(cells, "x_mixed"):
         columns.append(("x mixed", lambda c: _num(c.get("x_mixed"), 2)))
     columns += [
-        ("peak threads", lambda c: _num(c.get("peak_threads"))),
         ("threads after", lambda c: _num(c.get("threads_after"))),
         ("failed", lambda c: _num(c.get("failed"))),
     ]
