@@ -1,0 +1,222 @@
+"""Under --debug, a loop held by a blocking call is named while it blocks: the loop
+thread's stack, blocking line first, once per stall, then how long the loop was held."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import CONFIG
+from guessgame import cli, crossing, protocol
+from guessgame.observe import loopwatch
+from guessgame.observe.loopwatch import Heartbeat, LoopWatch
+from timing import UNIT
+
+DEADLINE = 2 * UNIT
+THRESHOLD = 0.05
+LOOKS_AFTER_REPORT = 3
+"""Looks the watch takes at a stall it has reported, before the test lets it go."""
+
+
+def line_of(marker: str) -> str:
+    """`test_loopwatch.py:N`, N the line of this file that ends with `marker`."""
+    lines = Path(__file__).read_text().splitlines()
+    number = next(n for n, line in enumerate(lines, 1) if line.endswith(marker))
+    return f"test_loopwatch.py:{number}"
+
+
+class Watched(LoopWatch):
+    """A LoopWatch whose writes and looks a test can wait for."""
+
+    def __init__(self, threshold: float) -> None:
+        super().__init__(threshold, self.keep)
+        self.texts: list[str] = []
+        self.looks = 0
+        self._changed = threading.Condition()
+
+    def keep(self, text: str) -> None:
+        with self._changed:
+            self.texts.append(text)
+            self._changed.notify_all()
+
+    def check(self, heart: Heartbeat, now: float) -> None:
+        super().check(heart, now)
+        with self._changed:
+            self.looks += 1
+            self._changed.notify_all()
+
+    def until(self, what: Callable[[], bool], doing: str) -> None:
+        with self._changed:
+            assert self._changed.wait_for(what, DEADLINE), f"timed out {doing}: {self.texts}"
+
+    def reports(self) -> list[str]:
+        return [text for text in self.texts if "has not turned" in text]
+
+    def helds(self) -> list[str]:
+        return [text for text in self.texts if "was held for" in text]
+
+    def report_then_let_go(self, gate: threading.Event) -> str:
+        """Wait for the report, let the watch look a few more times, open `gate`,
+        and wait for the line that says how long the loop was held."""
+        self.until(lambda: bool(self.reports()), "waiting for the report")
+        seen = self.looks
+        self.until(lambda: self.looks >= seen + LOOKS_AFTER_REPORT, "waiting for more looks")
+        gate.set()
+        self.until(lambda: bool(self.helds()), "waiting for the held line")
+        [report] = self.reports()
+        return report
+
+
+@contextmanager
+def loop_in_thread(run: Callable[[asyncio.AbstractEventLoop], Any]) -> Iterator[
+        asyncio.AbstractEventLoop]:
+    """A loop the test makes, announced at the seam from its own thread as a bridge
+    does, running `run(loop)` there; stopped, announced and closed at the end."""
+    loop = asyncio.new_event_loop()
+
+    def serve() -> None:
+        crossing.loop_started(loop, own=True)
+        try:
+            run(loop)
+        finally:
+            crossing.loop_stopped(loop)
+            loop.close()
+
+    thread = threading.Thread(target=serve, name="test-loop")
+    thread.start()
+    try:
+        yield loop
+    finally:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(loop.stop)
+        thread.join(DEADLINE)
+        assert not thread.is_alive()
+
+
+def test_a_callback_that_blocks_is_named_once_then_how_long_it_held_the_loop() -> None:
+    gate = threading.Event()
+
+    def block() -> None:
+        gate.wait(DEADLINE)  # the blocking line
+
+    with Watched(THRESHOLD) as watch, loop_in_thread(lambda loop: loop.run_forever()) as loop:
+        loop.call_soon_threadsafe(block)
+        report = watch.report_then_let_go(gate)
+        [held] = watch.helds()
+    head, frames = report.split("\n", 1)
+    assert head.startswith("guessgame: the event loop in thread test-loop has not turned for ")
+    assert re.search(rf"\(loop_block_report {THRESHOLD:g} s\); held at \S*tests/"
+                     rf"{line_of('# the blocking line')} block, in threading.py:\d+ wait$",
+                     head), head
+    # Innermost first: the Event's wait, then the blocking line, then the loop that ran it.
+    ours = frames.index(line_of("# the blocking line"))
+    assert frames.index("threading.py:") < ours < frames.index("in run_forever"), frames
+    assert watch.texts == [report, held]
+    least, most = re.fullmatch(r"guessgame: the event loop in thread test-loop was held "
+                               r"for ([\d.]+) to ([\d.]+) s\n", held).groups()  # type: ignore[union-attr]
+    assert THRESHOLD <= float(least) <= float(most)
+
+
+async def read_greeting(sock: socket.socket) -> bytes:
+    """A coroutine written the plain way, with a blocking call left in it."""
+    await asyncio.sleep(0)
+    return sock.recv(5)  # blocks the loop
+
+
+def test_a_plain_coroutine_blocking_in_a_socket_read_is_named_while_it_blocks() -> None:
+    mine, theirs = socket.socketpair()
+    got: list[bytes] = []
+    with mine, theirs, Watched(THRESHOLD) as watch, loop_in_thread(
+            lambda loop: got.append(loop.run_until_complete(read_greeting(mine)))):
+        watch.until(lambda: bool(watch.reports()), "waiting for the report")
+        theirs.sendall(b"hello")
+        watch.until(lambda: bool(watch.helds()), "waiting for the held line")
+    assert got == [b"hello"]
+    [report] = watch.reports()
+    head, frames = report.split("\n", 1)
+    assert "running task read_greeting, has not turned" in head, head
+    assert head.endswith(f"/tests/{line_of('# blocks the loop')} read_greeting"), head
+    first = frames.splitlines()[1]  # after "innermost frame first:"
+    assert first.endswith(f"tests/{line_of('# blocks the loop')} in read_greeting"), frames
+
+
+def test_a_loop_that_is_not_running_is_not_held() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        with Watched(THRESHOLD) as watch:
+            crossing.loop_started(loop, own=False)
+            loop.run_until_complete(asyncio.sleep(0))  # one beat, then the loop stops
+            seen = watch.looks
+            watch.until(lambda: watch.looks >= seen + 2 * loopwatch.BEATS_PER_THRESHOLD,
+                        "waiting for the watch to look past the threshold")
+            crossing.loop_stopped(loop)
+        assert watch.texts == []
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize("debug", [True, False])
+def test_the_watch_runs_under_debug_only_with_the_configured_threshold(
+        debug: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "loop.toml"
+    path.write_text(CONFIG.read_text().replace("loop_block_report = 0.1",
+                                               "loop_block_report = 0.25"))
+    started: list[float] = []
+
+    class Watch(LoopWatch):
+        def __enter__(self) -> LoopWatch:
+            started.append(self.threshold)
+            return super().__enter__()
+
+    monkeypatch.setattr(loopwatch, "LoopWatch", Watch)
+    argv = ["demo", "--config", str(path), "--stage", "async-session", "--seed", "1", "-q"]
+    assert cli.main(argv + ["--debug"] * debug) == 0
+    assert started == ([0.25] if debug else [])
+    assert "client: 12 is CORRECT" in capsys.readouterr().out
+
+
+def test_a_blocking_call_left_in_an_async_session_is_named_while_it_holds_the_loop(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    reported = threading.Event()
+    blocked: list[bool] = []
+    write = loopwatch.write_stderr
+    handle = protocol.Guesser.handle
+
+    def told(text: str) -> None:
+        write(text)
+        if "has not turned" in text:
+            reported.set()
+
+    def handle_blocking(self: protocol.Guesser, line: str) -> protocol.Step:
+        if asyncio._get_running_loop() is not None and not blocked:
+            blocked.append(reported.wait(DEADLINE))  # the session blocks here
+        return handle(self, line)
+
+    monkeypatch.setattr(loopwatch, "write_stderr", told)
+    monkeypatch.setattr(protocol.Guesser, "handle", handle_blocking)
+    argv = ["demo", "--config", str(CONFIG), "--async", "connection,session", "--debug",
+            "--seed", "1", "-q"]
+    assert cli.main(argv) == 0
+    assert blocked == [True]
+    out, err = capsys.readouterr()
+    assert "client: 12 is CORRECT" in out
+    [report] = re.findall(r"guessgame: the event loop in thread .* has not turned for .*\n"
+                          r"(?:  .*\n)+", err)
+    head, frames = report.split("\n", 1)
+    assert f"/tests/{line_of('# the session blocks here')} handle_blocking" in head
+    assert frames.index(line_of("# the session blocks here")) < frames.index(
+        "aio/session.py:"), frames
+    assert "in _serve_line" in frames
+    assert re.search(r"guessgame: the event loop in thread event-loop was held for [\d.]+ to "
+                     r"[\d.]+ s\n",
+                     err[err.index(report) + len(report):]), err
+    assert re.search(r"Executing <.*> took [\d.]+ seconds", err), err  # asyncio's own log stays
