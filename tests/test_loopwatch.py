@@ -163,6 +163,35 @@ def test_a_loop_that_is_not_running_is_not_held() -> None:
         loop.close()
 
 
+def test_a_loop_thread_at_a_debugger_prompt_is_paused_not_held() -> None:
+    gate, stopped = threading.Event(), threading.Event()
+    debugger: dict[str, Any] = {"__name__": "bdb"}  # code that runs as the debugger's own
+    exec("def prompt(stopped, gate, deadline):\n"
+         "    stopped.set()\n"
+         "    gate.wait(deadline)\n", debugger)
+
+    with Watched(THRESHOLD) as watch, loop_in_thread(lambda loop: loop.run_forever()) as loop:
+        loop.call_soon_threadsafe(debugger["prompt"], stopped, gate, DEADLINE)
+        assert stopped.wait(DEADLINE)
+        seen = watch.looks
+        watch.until(lambda: watch.looks >= seen + 2 * loopwatch.BEATS_PER_THRESHOLD,
+                    "waiting for the watch to look past the threshold")
+        gate.set()
+    assert watch.texts == []
+
+
+@pytest.mark.parametrize("value", ["0", "-1", '"fast"'])
+def test_loop_block_report_must_be_a_positive_number(
+        value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(f"[guessgame]\nloop_block_report = {value}\n[stages]\nall-threads = []\n")
+    assert cli.main(["demo", "--config", str(path)]) == cli.EXIT_USAGE
+    out, err = capsys.readouterr()
+    must = "a positive number of seconds" if value == "0" else "a non-negative number, got"
+    assert (out, err.count("\n")) == ("", 1), err
+    assert err.startswith(f"guessgame: {path}: loop_block_report must be {must}"), err
+
+
 @pytest.mark.parametrize("debug", [True, False])
 def test_the_watch_runs_under_debug_only_with_the_configured_threshold(
         debug: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
