@@ -122,7 +122,7 @@ class LoopWatch(crossing.Observer):
             if heart.told:
                 self._write(self.held(heart, now))
             heart.stall, heart.told = None, False
-        if heart.stopped:
+        if heart.stopped or heart.loop.is_closed():  # closed unannounced: gone all the same
             self._beats.pop(heart.loop, None)
             return
         if last is None or heart.ident is None or not heart.loop.is_running():
@@ -182,7 +182,8 @@ class LoopWatch(crossing.Observer):
         assert heart.stall is not None
         turned = heart.last if heart.last != heart.stall and heart.last is not None else None
         end = now if turned is None else turned
-        how = " until it stopped" if turned is None else ""
+        how = ("" if turned is not None else " until it stopped" if not heart.loop.is_running()
+               else " until the watch ended")
         return (f"guessgame: the event loop in thread {heart.thread_name} was held{how} for "
                 f"{end - heart.stall - heart.interval:.2f} to {end - heart.stall:.2f} s\n")
 
