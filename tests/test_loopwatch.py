@@ -57,22 +57,26 @@ class Watched(LoopWatch):
         with self._changed:
             assert self._changed.wait_for(what, DEADLINE), f"timed out {doing}: {self.texts}"
 
-    def reports(self) -> list[str]:
-        return [text for text in self.texts if "has not turned" in text]
+    def reports(self, naming: str) -> list[str]:
+        """The reports of a stall at the line `naming`. A loaded machine may starve the
+        loop thread into a stall of its own, so the tests look only at theirs."""
+        return [text for text in self.texts if "has not turned" in text and naming in text]
 
-    def helds(self) -> list[str]:
-        return [text for text in self.texts if "was held for" in text]
+    def held_after(self, report: str) -> str | None:
+        """The line written after `report`; the watch writes nothing else in between."""
+        after = self.texts[self.texts.index(report) + 1:]
+        return after[0] if after else None
 
-    def report_then_let_go(self, gate: threading.Event) -> str:
-        """Wait for the report, let the watch look a few more times, open `gate`,
+    def report_then_let_go(self, naming: str, let_go: Callable[[], None]) -> tuple[str, str]:
+        """Wait for the report, let the watch look a few more times, let the loop go,
         and wait for the line that says how long the loop was held."""
-        self.until(lambda: bool(self.reports()), "waiting for the report")
+        self.until(lambda: bool(self.reports(naming)), "waiting for the report")
         seen = self.looks
         self.until(lambda: self.looks >= seen + LOOKS_AFTER_REPORT, "waiting for more looks")
-        gate.set()
-        self.until(lambda: bool(self.helds()), "waiting for the held line")
-        [report] = self.reports()
-        return report
+        let_go()
+        [report] = self.reports(naming)
+        self.until(lambda: self.held_after(report) is not None, "waiting for the held line")
+        return report, self.held_after(report) or ""
 
 
 @contextmanager
@@ -109,8 +113,7 @@ def test_a_callback_that_blocks_is_named_once_then_how_long_it_held_the_loop() -
 
     with Watched(THRESHOLD) as watch, loop_in_thread(lambda loop: loop.run_forever()) as loop:
         loop.call_soon_threadsafe(block)
-        report = watch.report_then_let_go(gate)
-        [held] = watch.helds()
+        report, held = watch.report_then_let_go(line_of("# the blocking line"), gate.set)
     head, frames = report.split("\n", 1)
     assert head.startswith("guessgame: the event loop in thread test-loop has not turned for ")
     assert re.search(rf"\(loop_block_report {THRESHOLD:g} s\); held at \S*tests/"
@@ -119,7 +122,7 @@ def test_a_callback_that_blocks_is_named_once_then_how_long_it_held_the_loop() -
     # Innermost first: the Event's wait, then the blocking line, then the loop that ran it.
     ours = frames.index(line_of("# the blocking line"))
     assert frames.index("threading.py:") < ours < frames.index("in run_forever"), frames
-    assert watch.texts == [report, held]
+    assert watch.reports(line_of("# the blocking line")) == [report]  # once per stall
     least, most = re.fullmatch(r"guessgame: the event loop in thread test-loop was held "
                                r"for ([\d.]+) to ([\d.]+) s\n", held).groups()  # type: ignore[union-attr]
     assert THRESHOLD <= float(least) <= float(most)
@@ -136,11 +139,10 @@ def test_a_plain_coroutine_blocking_in_a_socket_read_is_named_while_it_blocks() 
     got: list[bytes] = []
     with mine, theirs, Watched(THRESHOLD) as watch, loop_in_thread(
             lambda loop: got.append(loop.run_until_complete(read_greeting(mine)))):
-        watch.until(lambda: bool(watch.reports()), "waiting for the report")
-        theirs.sendall(b"hello")
-        watch.until(lambda: bool(watch.helds()), "waiting for the held line")
+        report, held = watch.report_then_let_go(line_of("# blocks the loop"),
+                                                 lambda: theirs.sendall(b"hello"))
     assert got == [b"hello"]
-    [report] = watch.reports()
+    assert held.startswith("guessgame: the event loop in thread test-loop was held"), held
     head, frames = report.split("\n", 1)
     assert "running task read_greeting, has not turned" in head, head
     assert head.endswith(f"/tests/{line_of('# blocks the loop')} read_greeting"), head
@@ -154,11 +156,11 @@ def test_a_loop_that_is_not_running_is_not_held() -> None:
         with Watched(THRESHOLD) as watch:
             crossing.loop_started(loop, own=False)
             loop.run_until_complete(asyncio.sleep(0))  # one beat, then the loop stops
-            seen = watch.looks
+            seen, stopped = watch.looks, len(watch.texts)
             watch.until(lambda: watch.looks >= seen + 2 * loopwatch.BEATS_PER_THRESHOLD,
                         "waiting for the watch to look past the threshold")
             crossing.loop_stopped(loop)
-        assert watch.texts == []
+        assert not [text for text in watch.texts[stopped:] if "has not turned" in text]
     finally:
         loop.close()
 
@@ -177,7 +179,7 @@ def test_a_loop_thread_at_a_debugger_prompt_is_paused_not_held() -> None:
         watch.until(lambda: watch.looks >= seen + 2 * loopwatch.BEATS_PER_THRESHOLD,
                     "waiting for the watch to look past the threshold")
         gate.set()
-    assert watch.texts == []
+    assert watch.reports("in prompt") == []
 
 
 @pytest.mark.parametrize("value", ["0", "-1", '"fast"'])
@@ -238,8 +240,9 @@ def test_a_blocking_call_left_in_an_async_session_is_named_while_it_holds_the_lo
     assert blocked == [True]
     out, err = capsys.readouterr()
     assert "client: 12 is CORRECT" in out
-    [report] = re.findall(r"guessgame: the event loop in thread .* has not turned for .*\n"
-                          r"(?:  .*\n)+", err)
+    [report] = [text for text in re.findall(r"guessgame: the event loop in thread .* has not "
+                                            r"turned for .*\n(?:  .*\n)+", err)
+                if line_of("# the session blocks here") in text]
     head, frames = report.split("\n", 1)
     assert f"/tests/{line_of('# the session blocks here')} handle_blocking" in head
     assert frames.index(line_of("# the session blocks here")) < frames.index(
