@@ -44,8 +44,9 @@ DEBUGGER_MODULES: Final = ("bdb", "pdb", "pydevd", "_pydevd_bundle", "_pydev_bun
 
 
 class Heartbeat:
-    """One loop's beat. `last` is written on the loop thread only, the rest by the
-    watch thread only; each is one attribute store, so neither side locks."""
+    """One loop's beat. `last` and `ident` are written on the loop thread only, `stall`,
+    `told` and `thread_name` by the watch thread only, and `stopped` only ever becomes
+    True; each is one attribute store, so neither side takes a lock."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
         self.loop = loop
