@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from guessgame import app, config, observe, outputs
 from guessgame.bench import command as bench
 from guessgame.config import ConfigError, Settings
-from guessgame.observe import debugging, drawing, threadpdb, timeline, trace, waitgraph
+from guessgame.observe import debugging, drawing, loopwatch, threadpdb, timeline, trace, waitgraph
 from guessgame.protocol import (
     OURS,
     VOCABULARIES,
@@ -182,6 +182,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             # Only under --debug: a thread that prints the wait graph on a stall.
             debug_only.enter_context(waitgraph.StallWatch(settings.stall_report,
                                                           waitgraph.write_stderr))
+            # And one that names the line holding an event loop while it holds it.
+            debug_only.enter_context(loopwatch.LoopWatch(settings.loop_block_report,
+                                                         loopwatch.write_stderr))
             debugging.follow_pdb_into_threads()
         return run_traced(args, settings)
 

@@ -109,6 +109,9 @@ class Settings:
     debug: bool = False
     uvloop: bool = False
     stall_report: float = 5.0
+    loop_block_report: float = 0.1
+    """Seconds an event loop may go without turning before --debug prints the line
+    holding it: asyncio's own slow_callback_duration."""
     switch_interval: float = 0.001
     """Seconds `serve` lets a thread hold the GIL while another waits for it, wherever
     threads read the sockets; see docs/performance.md. CPython's default, 5 ms, made
@@ -209,6 +212,7 @@ _NUMBERS: Final = {
     "max_connections": int,
     "worker_idle_timeout": float,
     "stall_report": float,
+    "loop_block_report": float,
     "switch_interval": float,
     "switch_interval_async_connections": float,
 }
@@ -229,7 +233,8 @@ def _settings_from(table: dict[str, Any], path: Path) -> dict[str, Any]:
             if not isinstance(table[key], bool):
                 raise ConfigError(f"{path}: {key} must be true or false, got {table[key]!r}")
             values[key] = table[key]
-    for key in ("stall_report", "switch_interval", "switch_interval_async_connections"):
+    for key in ("stall_report", "loop_block_report", "switch_interval",
+                "switch_interval_async_connections"):
         if values.get(key, 1.0) <= 0:
             raise ConfigError(f"{path}: {key} must be a positive number of seconds")
     if values.get("max_line_bytes", MAX_LINE_BYTES) < 16:
