@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from guessgame import config, observe
+from guessgame.bridge import Bridge
 from guessgame.config import Layers, Settings
 from hang_watch import pytest_timeout_cancel_timer, pytest_timeout_set_timer
 from timing import SCALE
@@ -64,6 +65,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def settings(layers: Layers) -> Settings:
     """The repository's config, at the combination under test, with short timeouts."""
     return config.load(str(CONFIG)).with_options(layers=layers, stage=layers.label)
+
+
+@pytest.fixture
+def bridge() -> Iterator[Bridge]:
+    """A loop thread with a small worker pool, closed after the test."""
+    bridge = Bridge.start_loop_thread(max_workers=4)
+    yield bridge
+    bridge.close()
 
 
 @pytest.fixture(autouse=True)

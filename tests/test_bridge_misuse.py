@@ -9,7 +9,6 @@ import socket
 import threading
 import traceback
 import warnings
-from collections.abc import Iterator
 
 import pytest
 
@@ -21,13 +20,6 @@ from peers import PROBE_REPLY, Peer, eventually, peers
 from timing import UNIT
 
 WORKERS = 4
-
-
-@pytest.fixture
-def bridge() -> Iterator[Bridge]:
-    bridge = Bridge.start_loop_thread(WORKERS)
-    yield bridge
-    bridge.close()
 
 
 async def nothing() -> None:

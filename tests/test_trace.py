@@ -202,13 +202,6 @@ def test_trace_setting_in_the_config(tmp_path: Path) -> None:
 # --- context and errors across each bridge -------------------------------------------
 
 
-@pytest.fixture
-def bridge() -> Iterator[Bridge]:
-    bridge = Bridge.start_loop_thread(max_workers=4)
-    yield bridge
-    bridge.close()
-
-
 def frames(error: BaseException) -> list[str]:
     return [frame.name for frame in traceback.extract_tb(error.__traceback__)]
 
