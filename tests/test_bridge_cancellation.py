@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import re
 import signal
 import socket
 import sys
@@ -20,7 +21,7 @@ import pytest
 from guessgame import bridge as bridge_module
 from guessgame import workers
 from guessgame.bridge import Bridge, run_in_new_thread
-from peers import eventually
+from peers import CONFIG, eventually
 from timing import UNIT
 
 GIVE_UP = UNIT / 50
@@ -372,3 +373,15 @@ def test_no_bridge_lock_is_held_across_a_system_call(system_calls: list[str]) ->
         bridge.close()
     assert "start" in system_calls and "send" in system_calls  # both were watched
     assert [call for call in system_calls if call.endswith("under a lock")] == []
+
+
+# --- the page that states these rules ------------------------------------------------
+
+
+def test_every_test_the_rules_page_names_exists() -> None:
+    page = (CONFIG.parent / "docs" / "mixed-code-rules.md").read_text()
+    named = re.findall(r"`(test_\w+\.py)::(test_\w+)`", page)
+    assert len(named) >= 15
+    missing = [f"{file}::{name}" for file, name in named
+               if f"def {name}(" not in (CONFIG.parent / "tests" / file).read_text()]
+    assert not missing, f"docs/mixed-code-rules.md names tests that do not exist: {missing}"
