@@ -7,6 +7,7 @@ one. The stages are read from the repository's guessgame.toml.
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,10 +68,17 @@ def settings(layers: Layers) -> Settings:
     return config.load(str(CONFIG)).with_options(layers=layers, stage=layers.label)
 
 
-@pytest.fixture
-def bridge() -> Iterator[Bridge]:
-    """A loop thread with a small worker pool, closed after the test."""
-    bridge = Bridge.start_loop_thread(max_workers=4)
+UVLOOP = importlib.util.find_spec("uvloop") is not None
+LOOPS = [pytest.param(False, id="asyncio"),
+         pytest.param(True, id="uvloop",
+                      marks=pytest.mark.skipif(not UVLOOP, reason="uvloop is not installed"))]
+"""asyncio's event loop, and uvloop's where it is installed."""
+
+
+@pytest.fixture(params=LOOPS)
+def bridge(request: pytest.FixtureRequest) -> Iterator[Bridge]:
+    """A loop thread with a small worker pool, on each event loop, closed after the test."""
+    bridge = Bridge.start_loop_thread(max_workers=4, uvloop=request.param)
     yield bridge
     bridge.close()
 

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import functools
 import gc
-import importlib.util
 import random
 import socket
 import threading
@@ -26,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from conftest import UVLOOP
 from guessgame import adapters, protocol
 from guessgame.aio import client as aio_client
 from guessgame.aio import connection as aio_connection
@@ -52,9 +52,6 @@ LIMIT = 32
 IDLE = None  # no idle timeout: these tests synchronise on the peer's bytes
 SHORT = UNIT / 25
 """The idle timeout of the tests that wait for it to pass."""
-
-UVLOOP = importlib.util.find_spec("uvloop") is not None
-
 
 def _loop_factory(uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop]:
     return functools.partial(new_event_loop, uvloop)
