@@ -49,6 +49,9 @@ from timing import UNIT
 
 pytest.importorskip("debugpy")
 
+# One debugged program at a time: two at once, on a loaded machine, miss their deadlines.
+pytestmark = pytest.mark.xdist_group("debuggers")
+
 TIMEOUT = 3 * UNIT
 T = TypeVar("T")
 

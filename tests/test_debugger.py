@@ -50,6 +50,9 @@ from timing import UNIT
 
 BREAKPOINT = f"{protocol.__file__}:{first_body_line(protocol.Guesser._number)[1]}"
 
+# One debugged program at a time (see test_dap.py).
+pytestmark = pytest.mark.xdist_group("debuggers")
+
 
 @dataclass(frozen=True)
 class Expect:
