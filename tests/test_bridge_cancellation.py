@@ -88,19 +88,30 @@ def test_a_thread_interrupted_while_waiting_cancels_the_coroutine(bridge: Bridge
         return frame.f_code.co_name == "wait" and caller is not None and \
             caller.f_code.co_name == "result"
 
+    interrupted = threading.Event()
+
+    def interrupt_once(signum: int, frame: object) -> None:
+        if not interrupted.is_set():
+            interrupted.set()
+            raise KeyboardInterrupt
+
     def interrupt() -> None:
         eventually(waiting_for_the_loop, "the caller to wait in run_in_loop")
-        signal.pthread_kill(main, signal.SIGINT)
+        # A signal that lands just before the wait blocks is seen only at its end:
+        # send it again until it has been seen, as a user presses Ctrl-C again.
+        while not interrupted.is_set():
+            signal.pthread_kill(main, signal.SIGINT)
+            interrupted.wait(GIVE_UP)
 
     interrupter = threading.Thread(target=interrupt, name="interrupter")
     ending = Ending(on_start=interrupter.start)
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous = signal.signal(signal.SIGINT, interrupt_once)
     try:
         with pytest.raises(KeyboardInterrupt):
             bridge.run_in_loop(ending.wait_forever())
     finally:
-        signal.signal(signal.SIGINT, previous)
         interrupter.join(UNIT)
+        signal.signal(signal.SIGINT, previous)
     assert ending.cancelled.wait(UNIT) and ending.cleaned_up.wait(UNIT)
 
 
@@ -162,6 +173,30 @@ def test_cancelling_the_awaiting_task_leaves_the_worker_to_finish(
         blocking.release.set()
         bridge.close()
     assert not caplog.records  # no "exception was never retrieved", nothing logged
+
+
+def test_a_call_cancelled_while_queued_for_a_worker_never_runs() -> None:
+    bridge = Bridge.start_loop_thread(max_workers=1)
+    blocking = Blocking(fails=False)
+    ran = threading.Event()
+    try:
+        async def queue_one_behind_another() -> str:
+            first = asyncio.ensure_future(bridge.run_in_thread("one", blocking))
+            queued = asyncio.ensure_future(bridge.run_in_thread("one", ran.set))
+            await asyncio.sleep(0)  # both submitted: the second waits for the only worker
+            queued.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await queued
+            blocking.release.set()
+            return await first
+
+        assert bridge.run_in_loop(queue_one_behind_another()) == "nobody is waiting for this"
+        # The worker is free again, and it passed over the cancelled call.
+        assert bridge.run_in_loop(bridge.run_in_thread("one", lambda: "next")) == "next"
+        assert not ran.is_set()
+    finally:
+        blocking.release.set()
+        bridge.close()
 
 
 @pytest.mark.parametrize("fails", [False, True], ids=["result", "exception"])
