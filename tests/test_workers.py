@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future
 
 import pytest
 
@@ -21,6 +22,22 @@ def check(pool: WorkerPool) -> None:
     """The pool's written-down rules hold, looked at under its lock."""
     with pool._lock:
         pool._check_invariants()
+
+
+def test_the_check_names_the_rule_a_state_breaks() -> None:
+    pool = WorkerPool("broken", max_workers=2, idle_timeout=WAIT)
+    try:
+        with pool._lock:
+            pool._starting = 3  # more on their way than the pool may hold
+            with pytest.raises(AssertionError, match=r"rule 1: threads \+ starting <= max"):
+                pool._check_invariants()
+            pool._starting = 0
+            pool._backlog.append((Future(), print, (), {}))  # queued, nobody coming
+            with pytest.raises(AssertionError, match="rule 3: a queued job has a taker"):
+                pool._check_invariants()
+            pool._backlog.clear()
+    finally:
+        pool.shutdown()
 
 
 def test_the_rules_hold_at_every_moment_of_a_burst() -> None:
