@@ -7,6 +7,7 @@ one. The stages are read from the repository's guessgame.toml.
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from guessgame import config, observe
+from guessgame.bridge import Bridge
 from guessgame.config import Layers, Settings
 from hang_watch import pytest_timeout_cancel_timer, pytest_timeout_set_timer
 from timing import SCALE
@@ -64,6 +66,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def settings(layers: Layers) -> Settings:
     """The repository's config, at the combination under test, with short timeouts."""
     return config.load(str(CONFIG)).with_options(layers=layers, stage=layers.label)
+
+
+UVLOOP = importlib.util.find_spec("uvloop") is not None
+LOOPS = [pytest.param(False, id="asyncio"),
+         pytest.param(True, id="uvloop",
+                      marks=pytest.mark.skipif(not UVLOOP, reason="uvloop is not installed"))]
+"""asyncio's event loop, and uvloop's where it is installed."""
+
+
+@pytest.fixture(params=LOOPS)
+def bridge(request: pytest.FixtureRequest) -> Iterator[Bridge]:
+    """A loop thread with a small worker pool, on each event loop, closed after the test."""
+    bridge = Bridge.start_loop_thread(max_workers=4, uvloop=request.param)
+    yield bridge
+    bridge.close()
 
 
 @pytest.fixture(autouse=True)

@@ -1,11 +1,20 @@
-"""Running the system's client side from a test, at any layer combination."""
+"""Helpers the tests share: running the system's client side at any layer combination,
+the arguments of `guessgame play`, and what tracebacks and breakpoints are checked by."""
 
 from __future__ import annotations
 
+import os
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
 from guessgame.bridge import loop_thread
 from guessgame.compose import Rounds, System
-from guessgame.config import CLIENT_LAYERS, Settings
+from guessgame.config import CLIENT_LAYERS, Layers, Settings
+from guessgame.observe import trace
 from guessgame.protocol import OURS, Game, Vocabulary
+from peers import CONFIG, layers_arg
 
 
 def play(settings: Settings, port: int, games: tuple[Game, ...], host: str = "127.0.0.1",
@@ -16,3 +25,32 @@ def play(settings: Settings, port: int, games: tuple[Game, ...], host: str = "12
     """
     with loop_thread(settings, CLIENT_LAYERS) as bridge:
         return System(settings, bridge).play_in_thread(host, port, games, words)
+
+
+def play_args(port: int, layers: Layers, *options: str, config: Path = CONFIG) -> list[str]:
+    """`guessgame play` against `port` at `layers`, with `options` after."""
+    return ["play", "--port", str(port), "--config", str(config), "--async", layers_arg(layers),
+            *options]
+
+
+def frames(error: BaseException) -> list[str]:
+    """Function names in the tracebacks of `error` and everything chained to it,
+    outermost first."""
+    names: list[str] = []
+    seen: BaseException | None = error
+    while seen is not None:
+        names += [frame.name for frame in traceback.extract_tb(seen.__traceback__)]
+        seen = seen.__cause__ or seen.__context__
+    return names
+
+
+def fail_in_a_thread() -> NoReturn:
+    """Raise an error naming the session the calling context belongs to."""
+    raise ValueError(f"from a thread, for {trace.SESSION_ID.get()}")
+
+
+def first_body_line(function: Callable[..., Any]) -> tuple[str, int]:
+    """The file and first line of `function`'s body: where a breakpoint on it lands."""
+    code = function.__code__
+    line = min(line for *_, line in code.co_lines() if line and line > code.co_firstlineno)
+    return os.path.realpath(code.co_filename), line

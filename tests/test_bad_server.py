@@ -14,7 +14,8 @@ import pytest
 
 from guessgame import cli
 from guessgame.config import Layers
-from peers import CONFIG, layers_arg, one_connection_server
+from harness import play_args
+from peers import CONFIG, one_connection_server
 from timing import UNIT
 
 Behaviour = Callable[[socket.socket], None]
@@ -75,17 +76,12 @@ def fake_server(behave: Behaviour) -> contextlib.AbstractContextManager[int]:
     return one_connection_server(handle, "fake server")
 
 
-def play_args(port: int, layers: Layers, config: Path = CONFIG) -> list[str]:
-    return ["play", "--port", str(port), "--config", str(config), "--async", layers_arg(layers),
-            "-q"]
-
-
 def test_play_against_a_bad_server_prints_one_line(layers: Layers,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     outcomes, expected = {}, {}
     for bad, (behave, line) in BAD_SERVERS.items():
         with fake_server(behave) as port:
-            code = cli.main(play_args(port, layers))
+            code = cli.main(play_args(port, layers, "-q"))
         out, err = capsys.readouterr()
         outcomes[bad] = (code, err, out)
         expected[bad] = (cli.EXIT_FAILED, line + "\n", "")
@@ -97,7 +93,7 @@ def test_play_against_a_silent_server_gives_up(layers: Layers, tmp_path: Path,
     quick = tmp_path / "guessgame.toml"
     quick.write_text(CONFIG.read_text().replace("idle_timeout = 60.0", "idle_timeout = 0.05"))
     with fake_server(answer(b"")) as port:
-        code = cli.main(play_args(port, layers, quick))
+        code = cli.main(play_args(port, layers, "-q", config=quick))
     out, err = capsys.readouterr()
     assert (code, err, out) == (
         cli.EXIT_FAILED, "guessgame: server sent nothing for 0.05 seconds\n", "")
@@ -107,7 +103,7 @@ def test_play_with_no_server_prints_one_line(layers: Layers,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     with socket.create_server(("127.0.0.1", 0)) as unused:
         port = unused.getsockname()[1]
-    code = cli.main(play_args(port, layers))
+    code = cli.main(play_args(port, layers, "-q"))
     out, err = capsys.readouterr()
     assert (code, err, out) == (
         cli.EXIT_FAILED, "guessgame: cannot reach the server: Connection refused\n", "")
@@ -121,7 +117,7 @@ def test_the_command_fails_the_same_way(stage: Layers) -> None:
     with fake_server(behave) as port:
         done = subprocess.run(
             [sys.executable, "-X", "dev", "-W", "error::ResourceWarning", "-m", "guessgame",
-             *play_args(port, stage)],
+             *play_args(port, stage, "-q")],
             capture_output=True, text=True, timeout=4 * UNIT,
             env=os.environ | {"PYTHONWARNINGS": "error::ResourceWarning"},
         )

@@ -44,18 +44,16 @@ from guessgame import adapters, bridge, compose, reports
 from guessgame.aio import client as aio_client
 from guessgame.aio import session as aio_session
 from guessgame.threaded import session as threaded_session
+from harness import first_body_line
 from timing import UNIT
 
 pytest.importorskip("debugpy")
 
+# One debugged program at a time: two at once, on a loaded machine, miss their deadlines.
+pytestmark = pytest.mark.xdist_group("debuggers")
+
 TIMEOUT = 3 * UNIT
 T = TypeVar("T")
-
-
-def first_body_line(function: Callable[..., Any]) -> tuple[str, int]:
-    code = function.__code__
-    line = min(line for *_, line in code.co_lines() if line and line > code.co_firstlineno)
-    return os.path.realpath(code.co_filename), line
 
 
 # Where to break, as README's table says, and the thread each side runs in at each stage.

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import bdb
+import contextlib
 import inspect
+import io
+import itertools
 import json
 import logging
 import re
@@ -41,16 +44,14 @@ from crossing_lines import (
 )
 from guessgame import cli, config, protocol
 from guessgame.observe import debugging
+from harness import first_body_line
 from pdbdrive import HEADER, Debugged, Stop
 from timing import UNIT
 
+BREAKPOINT = f"{protocol.__file__}:{first_body_line(protocol.Guesser._number)[1]}"
 
-def first_body_line(function: object) -> int:
-    code = function.__code__  # type: ignore[attr-defined]
-    return min(line for *_, line in code.co_lines() if line and line > code.co_firstlineno)
-
-
-BREAKPOINT = f"{protocol.__file__}:{first_body_line(protocol.Guesser._number)}"
+# One debugged program at a time (see test_dap.py).
+pytestmark = pytest.mark.xdist_group("debuggers")
 
 
 @dataclass(frozen=True)
@@ -134,19 +135,33 @@ def test_pdb_stops_in_the_session_in_the_thread_the_stage_implies(stage: str) ->
     assert "Exit status: 0" in out
 
 
-def test_vscode_launch_configurations_run_each_command_at_each_named_stage() -> None:
+def test_vscode_launch_runs_each_command_at_each_named_stage() -> None:
+    """One configuration whose inputs pick the command, the stage and the option that
+    command takes; every pick a command accepts starts it at a named stage."""
     launch = json.loads((CONFIG.parent / ".vscode" / "launch.json").read_text())
     stages = config.load(str(CONFIG)).stages
-    seen = set()
     for entry in launch["configurations"]:
-        assert entry["type"] == "debugpy" and entry["module"] == "guessgame"
-        assert entry["justMyCode"] is True
+        assert entry["type"] == "debugpy" and entry["justMyCode"] is True
         # Stepping never stops in what carries the work (docs/debugging.md).
         kept_out = {rule["module"] for rule in entry["rules"] if rule["include"] is False}
         assert kept_out >= {"guessgame.bridge", "guessgame.workers", "guessgame.crossing",
                             "guessgame.observe", "asyncio", "concurrent.futures",
                             "threading"}, entry["name"]
-        args = cli.build_parser().parse_args(entry["args"])
+    [entry] = [e for e in launch["configurations"] if e.get("module") == "guessgame"]
+    picks = {put["id"]: [o if isinstance(o, str) else o["value"] for o in put["options"]]
+             for put in launch["inputs"] if put["type"] == "pickString"}
+    assert set(picks["stage"]) == set(stages)
+    parser = cli.build_parser()
+    seen = set()
+    for choice in itertools.product(*picks.values()):
+        chosen = dict(zip(picks, choice, strict=True))
+        argv = [chosen.get(arg[len("${input:"):-1], arg) if arg.startswith("${input:") else arg
+                for arg in entry["args"]]
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):
+                args = parser.parse_args(argv)
+        except SystemExit:  # an option that command does not take
+            continue
         assert args.debug and args.stage in stages
         seen.add((args.command, args.stage))
     assert seen == {(command, stage) for command in ("demo", "serve", "play")
@@ -253,7 +268,7 @@ def test_step_into_a_crossing_lands_on_the_other_side_and_comes_back(
         assert re.fullmatch(across.thread, landed.thread), landed.where
         assert re.fullmatch(across.task, landed.task), landed.where
         if across.call:
-            assert landed.line == first_body_line(across.taker), landed.where
+            assert landed.line == first_body_line(across.taker)[1], landed.where
             assert "[stepped across " in landed.text, landed.text
         else:
             assert "[took " in landed.text, landed.text
@@ -304,7 +319,7 @@ def test_two_threads_at_one_breakpoint_get_one_prompt_each_in_turn() -> None:
     peers: list[socket.socket] = []
     try:
         pdb.stop()
-        pdb.reply(f"break {inspect.getsourcefile(serve_line)}:{first_body_line(serve_line)}")
+        pdb.reply(f"break {inspect.getsourcefile(serve_line)}:{first_body_line(serve_line)[1]}")
         pdb.send("continue")
         pdb.expect(f"listening on 127.0.0.1:{port}")
         for _ in range(2):

@@ -16,6 +16,7 @@ import booklike
 from guessgame import cli, netutil
 from guessgame.config import Layers, Settings
 from guessgame.live.host import serving
+from harness import play_args
 from peers import CONFIG, DEADLINE, layers_arg, wait_until_idle
 
 
@@ -34,19 +35,14 @@ NO_IPV6 = _no_ipv6_loopback()
 needs_ipv6 = pytest.mark.skipif(NO_IPV6 is not None, reason=NO_IPV6 or "")
 
 
-def play_args(settings: Settings, port: int) -> list[str]:
-    return ["play", "--host", "::1", "--port", str(port), "--async", layers_arg(settings.layers),
-            "--config", str(CONFIG), "--lower", "1", "--upper", "6", "--secret", "2",
-            "--guesses", "6"]
-
-
 @needs_ipv6
 def test_play_reaches_a_server_on_the_ipv6_loopback(settings: Settings,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     printed: list[str] = []
     with serving(settings, host="::1", write=printed.append) as server:
         assert server.address == f"[::1]:{server.port}"
-        code = cli.main(play_args(settings, server.port))
+        code = cli.main(play_args(server.port, settings.layers, "--host", "::1", "--lower", "1",
+                                    "--upper", "6", "--secret", "2", "--guesses", "6"))
         book = booklike.run_book_client(server.port, host="::1")  # a peer on IPv6 too
         wait_until_idle(server)
     out = capsys.readouterr().out.splitlines()

@@ -1,34 +1,44 @@
-"""One conformance suite, run against every implementation of each layer.
+"""One conformance suite per interface, run against every implementation of it.
 
 Connections: the blocking one, the asyncio one, and the two faces that offer one
-flavour over the other across a bridge. Each is driven through a `Driver` that makes
-its calls look synchronous, so every test body is written once.
+flavour over the other across a bridge, each with an event loop on asyncio's loop and,
+where it is installed, on uvloop's. Each is driven through a `Driver` that makes its
+calls look synchronous, so every test body is written once and tests only the surface
+the twins share: open and connect, send, receive, close, peer, and their errors.
+Sessions and clients: the threaded and asyncio twins, driven by a `Twin`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import gc
 import random
 import socket
 import threading
 import weakref
 from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import pytest
 
+from conftest import UVLOOP
 from guessgame import adapters, protocol
 from guessgame.aio import client as aio_client
 from guessgame.aio import connection as aio_connection
 from guessgame.aio import session as aio_session
-from guessgame.bridge import Bridge
+from guessgame.bridge import Bridge, new_event_loop
 from guessgame.protocol import (
     Decision,
     Game,
     GameStarted,
     Guesser,
+    IdleTimeout,
     LineTooLong,
+    NotUTF8,
     PeerClosed,
     ProtocolError,
     Reported,
@@ -36,20 +46,30 @@ from guessgame.protocol import (
 from guessgame.threaded import client as threaded_client
 from guessgame.threaded import connection as threaded_connection
 from guessgame.threaded import session as threaded_session
+from timing import UNIT
 
 LIMIT = 32
 IDLE = None  # no idle timeout: these tests synchronise on the peer's bytes
+SHORT = UNIT / 25
+"""The idle timeout of the tests that wait for it to pass."""
+
+def _loop_factory(uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop]:
+    return functools.partial(new_event_loop, uvloop)
 
 
 class Driver:
     """Makes a connection's calls synchronous, whatever its flavour."""
 
-    def __init__(self, open_: Callable[[socket.socket], Any], call: Callable[[Any], Any],
-                 close: Callable[[], None]) -> None:
-        self._open, self._call, self._close = open_, call, close
+    def __init__(self, open_: Callable[[socket.socket, float | None], Any],
+                 connect: Callable[[str, int, float | None], Any],
+                 call: Callable[[Any], Any], close: Callable[[], None]) -> None:
+        self._open, self._connect, self._call, self._close = open_, connect, call, close
 
-    def open(self, sock: socket.socket) -> Any:
-        return self._open(sock)
+    def open(self, sock: socket.socket, idle: float | None = IDLE) -> Any:
+        return self._open(sock, idle)
+
+    def connect(self, host: str, port: int, idle: float | None = IDLE) -> Any:
+        return self._connect(host, port, idle)
 
     def __call__(self, result: Any) -> Any:
         return self._call(result)
@@ -58,25 +78,33 @@ class Driver:
         self._close()
 
 
-def _threaded() -> Driver:
-    return Driver(lambda s: threaded_connection.Connection(s, LIMIT, IDLE), lambda r: r,
-                  lambda: None)
+def _threaded(uvloop: bool) -> Driver:
+    del uvloop  # no event loop
+    return Driver(lambda s, idle: threaded_connection.Connection(s, LIMIT, idle),
+                  lambda host, port, idle: threaded_connection.Connection.connect(
+                      host, port, LIMIT, idle),
+                  lambda r: r, lambda: None)
 
 
-def _aio() -> Driver:
-    runner = asyncio.Runner()
-    return Driver(lambda s: runner.run(aio_connection.Connection.open(s, LIMIT, IDLE)),
+def _aio(uvloop: bool) -> Driver:
+    runner = asyncio.Runner(loop_factory=_loop_factory(uvloop))
+    return Driver(lambda s, idle: runner.run(aio_connection.Connection.open(s, LIMIT, idle)),
+                  lambda host, port, idle: runner.run(aio_connection.Connection.connect(
+                      host, port, LIMIT, idle)),
                   lambda r: runner.run(r) if asyncio.iscoroutine(r) else r, runner.close)
 
 
-def _blocking_face() -> Driver:
-    bridge = Bridge.start_loop_thread(max_workers=4)
-    return Driver(lambda s: bridge.run_in_loop(adapters.BlockingFace.open(bridge, s, LIMIT, IDLE)),
+def _blocking_face(uvloop: bool) -> Driver:
+    bridge = Bridge.start_loop_thread(max_workers=4, uvloop=uvloop)
+    return Driver(lambda s, idle: bridge.run_in_loop(
+                      adapters.BlockingFace.open(bridge, s, LIMIT, idle)),
+                  lambda host, port, idle: bridge.run_in_loop(
+                      adapters.BlockingFace.connect(bridge, host, port, LIMIT, idle)),
                   lambda r: r, bridge.close)
 
 
-def _async_face() -> Driver:
-    runner = asyncio.Runner()
+def _async_face(uvloop: bool) -> Driver:
+    runner = asyncio.Runner(loop_factory=_loop_factory(uvloop))
 
     async def adopt() -> Bridge:
         return Bridge.adopt_running_loop(max_workers=4)
@@ -87,27 +115,55 @@ def _async_face() -> Driver:
         bridge.shutdown_executors()
         runner.close()
 
-    return Driver(lambda s: adapters.AsyncFace(threaded_connection.Connection(s, LIMIT, IDLE),
-                                               bridge),
+    return Driver(lambda s, idle: adapters.AsyncFace(
+                      threaded_connection.Connection(s, LIMIT, idle), bridge),
+                  lambda host, port, idle: adapters.AsyncFace(
+                      threaded_connection.Connection.connect(host, port, LIMIT, idle), bridge),
                   lambda r: runner.run(r) if asyncio.iscoroutine(r) else r, close)
 
 
-DRIVERS = {"threaded": _threaded, "aio": _aio, "blocking-face": _blocking_face,
-           "async-face": _async_face}
+FLAVOURS: dict[str, Callable[[bool], Driver]] = {
+    "threaded": _threaded, "aio": _aio, "blocking-face": _blocking_face,
+    "async-face": _async_face}
+"""Every implementation of a connection; each with an event loop also runs on uvloop."""
+
+NEEDS_UVLOOP = pytest.mark.skipif(not UVLOOP, reason="uvloop is not installed")
+IMPLEMENTATIONS = [pytest.param((name, False), id=name) for name in FLAVOURS] + [
+    pytest.param((name, True), id=f"{name}-uvloop", marks=NEEDS_UVLOOP)
+    for name in FLAVOURS if name != "threaded"]
 
 
-@pytest.fixture(params=list(DRIVERS))
-def pair(request: pytest.FixtureRequest) -> Iterator[tuple[Driver, Any, socket.socket]]:
-    """A connection under test and the raw socket of its peer."""
-    driver = DRIVERS[request.param]()
+@pytest.fixture(params=IMPLEMENTATIONS)
+def driver(request: pytest.FixtureRequest) -> Iterator[Driver]:
+    """One implementation of a connection, on asyncio's loop or uvloop's."""
+    name, uvloop = request.param
+    driver = FLAVOURS[name](uvloop)
+    yield driver
+    driver.close()
+
+
+@contextlib.contextmanager
+def opened(driver: Driver, idle: float | None = IDLE,
+           buffer: int | None = None) -> Iterator[tuple[Any, socket.socket]]:
+    """A connection over a socket pair, and the raw socket of its peer; with `buffer`,
+    the kernel buffers between them are that small."""
     ours, peer = socket.socketpair()
-    connection = driver.open(ours)
+    if buffer is not None:
+        for sock, option in ((ours, socket.SO_SNDBUF), (peer, socket.SO_RCVBUF)):
+            sock.setsockopt(socket.SOL_SOCKET, option, buffer)
+    connection = driver.open(ours, idle)
     try:
-        yield driver, connection, peer
+        yield connection, peer
     finally:
         driver(connection.close())
         peer.close()
-        driver.close()
+
+
+@pytest.fixture
+def pair(driver: Driver) -> Iterator[tuple[Driver, Any, socket.socket]]:
+    """A connection under test and the raw socket of its peer."""
+    with opened(driver) as (connection, peer):
+        yield driver, connection, peer
 
 
 def test_lines_cross_in_both_directions(pair: tuple[Driver, Any, socket.socket]) -> None:
@@ -139,7 +195,7 @@ def test_undecodable_line_is_an_error_and_the_next_line_still_reads(
         pair: tuple[Driver, Any, socket.socket]) -> None:
     run, connection, peer = pair
     peer.sendall(b"\xff\xfe\n" + b"NUMBER\n")
-    with pytest.raises(ProtocolError, match="UTF-8"):
+    with pytest.raises(NotUTF8, match="UTF-8"):
         run(connection.receive())
     assert run(connection.receive()) == "NUMBER"
 
@@ -153,6 +209,34 @@ def test_peer_closing_is_peer_closed(pair: tuple[Driver, Any, socket.socket], ta
     with pytest.raises(PeerClosed) as closed:
         run(connection.receive())
     assert closed.value.mid_line is mid_line
+
+
+def test_a_connection_to_a_listener_names_its_peer(driver: Driver) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        connection = driver.connect("127.0.0.1", port)
+        peer, _ = listener.accept()
+    with peer:
+        try:
+            assert connection.peer == f"127.0.0.1:{port}"
+            peer.sendall(b"NUMBER\n")
+            assert driver(connection.receive()) == "NUMBER"
+        finally:
+            driver(connection.close())
+        assert peer.recv(16) == b""  # closed: the peer sees the end of the stream
+
+
+def test_a_silent_peer_times_out_the_receive(driver: Driver) -> None:
+    with opened(driver, idle=SHORT) as (connection, _), pytest.raises(IdleTimeout):
+        driver(connection.receive())
+
+
+def test_a_peer_that_stops_reading_times_out_the_send(driver: Driver) -> None:
+    """Sends fill the buffers on both sides, then one waits the idle timeout and fails;
+    a face that queues sends fails the next send once its queue is full."""
+    with opened(driver, idle=SHORT, buffer=4096) as (connection, _), pytest.raises(PeerClosed):
+        while True:
+            driver(connection.send("x" * 1000))
 
 
 def _error_of(run: Driver, receive: Callable[[], Any]) -> type[BaseException]:
@@ -175,8 +259,7 @@ def _error_of(run: Driver, receive: Callable[[], Any]) -> type[BaseException]:
 
 
 @pytest.mark.parametrize("reset", [False, True], ids=["closed", "reset"])
-@pytest.mark.parametrize("flavour", list(DRIVERS))
-def test_a_finished_connection_is_freed_without_the_cycle_collector(flavour: str,
+def test_a_finished_connection_is_freed_without_the_cycle_collector(driver: Driver,
                                                                     reset: bool) -> None:
     """Everything a finished connection held goes as soon as it is closed.
 
@@ -185,7 +268,7 @@ def test_a_finished_connection_is_freed_without_the_cycle_collector(flavour: str
     finished ones, and RSS keeps the high-water mark. An error that crossed a janus
     queue with its traceback was such a cycle, and so are janus's own queues.
     """
-    run = DRIVERS[flavour]()
+    run = driver
     ours, peer = socket.socketpair()
     gc.collect()
     gc.disable()
@@ -201,7 +284,7 @@ def test_a_finished_connection_is_freed_without_the_cycle_collector(flavour: str
         run(connection.close())
         del connection
         assert freed() is None, (
-            f"a closed {flavour} connection is still referenced by "
+            f"a closed connection is still referenced by "
             f"{[type(r).__name__ for r in gc.get_referrers(freed())]}")
         gc.set_debug(gc.DEBUG_SAVEALL)
         gc.collect()
@@ -213,28 +296,6 @@ def test_a_finished_connection_is_freed_without_the_cycle_collector(flavour: str
         gc.set_debug(0)
         gc.garbage.clear()
         gc.enable()
-        run.close()
-
-
-@pytest.mark.parametrize("flavour", ["threaded", "aio"])
-def test_a_peer_that_stops_reading_times_out_the_send(flavour: str) -> None:
-    ours, peer = socket.socketpair()
-    for sock, option in ((ours, socket.SO_SNDBUF), (peer, socket.SO_RCVBUF)):
-        sock.setsockopt(socket.SOL_SOCKET, option, 4096)
-    line = "x" * 1000
-    with peer, asyncio.Runner() as runner:
-        if flavour == "aio":
-            conn = runner.run(aio_connection.Connection.open(ours, 2048, 0.2))
-            send, close = (lambda: runner.run(conn.send(line))), (lambda: runner.run(conn.close()))
-        else:
-            blocking = threaded_connection.Connection(ours, 2048, 0.2)
-            send, close = (lambda: blocking.send(line)), blocking.close
-        try:
-            with pytest.raises(PeerClosed):
-                while True:  # until the buffers on both sides are full and the send waits
-                    send()
-        finally:
-            close()
 
 
 class RecvSpy(socket.socket):
@@ -271,19 +332,21 @@ def test_an_asyncio_connection_reads_in_chunks_the_heap_serves() -> None:
 
 
 class ScriptedLines:
-    """A blocking Lines that replays `incoming` and records what is sent."""
+    """A blocking Lines that replays `incoming`, then raises `end`, and records what is
+    sent."""
 
     peer = "scripted"
 
-    def __init__(self, incoming: list[str]) -> None:
+    def __init__(self, incoming: list[str], end: protocol.GameError | None = None) -> None:
         self.incoming, self.sent, self.closed = list(incoming), list[str](), False
+        self.end = end or PeerClosed()
 
     def send(self, line: str) -> None:
         self.sent.append(line)
 
     def receive(self) -> str:
         if not self.incoming:
-            raise PeerClosed()
+            raise self.end
         return self.incoming.pop(0)
 
     def close(self) -> None:
@@ -301,22 +364,37 @@ class AsyncScriptedLines(ScriptedLines):
         ScriptedLines.close(self)
 
 
-def _run(flavour: str, body: Callable[[], Coroutine[Any, Any, Any]] | Callable[[], Any]) -> Any:
-    result = body()
-    return asyncio.run(result) if flavour == "aio" else result
+def _as_is(result: Any) -> Any:
+    return result
+
+
+@dataclass(frozen=True)
+class Twin:
+    """One flavour of the session and client layers, with what drives it."""
+
+    session: ModuleType
+    client: ModuleType
+    lines: type[ScriptedLines]
+    run: Callable[[Any], Any]
+
+
+TWINS = {"threaded": Twin(threaded_session, threaded_client, ScriptedLines, _as_is),
+         "aio": Twin(aio_session, aio_client, AsyncScriptedLines, asyncio.run)}
+
+
+@pytest.fixture(params=list(TWINS))
+def twin(request: pytest.FixtureRequest) -> Twin:
+    return TWINS[request.param]
 
 
 SESSION_SCRIPT = ["PARAMS 1 3", "NUMBER", "REPORT 不明", "NUMBER", "REPORT CORRECT", "NUMBER",
                   "BOGUS", "x" * 10]
 
 
-@pytest.mark.parametrize("flavour", ["threaded", "aio"])
-def test_session_twins_answer_the_same(flavour: str) -> None:
-    lines = (AsyncScriptedLines if flavour == "aio" else ScriptedLines)(SESSION_SCRIPT)
+def test_session_twins_answer_the_same(twin: Twin) -> None:
+    lines = twin.lines(SESSION_SCRIPT)
     events: list[protocol.Event] = []
-    module = aio_session if flavour == "aio" else threaded_session
-    session = module.Session(lines, Guesser(random.Random(5)), events.append)  # type: ignore[arg-type]
-    _run(flavour, session.run)
+    twin.run(twin.session.Session(lines, Guesser(random.Random(5)), events.append).run())
     guesses = [int(line) for line in lines.sent[:2]]
     assert lines.sent[2:] == ["ERROR NUMBER before PARAMS: no game in progress",
                               "ERROR unknown command 'BOGUS'", "ERROR unknown command 'xxxxxxxxxx'"]
@@ -325,39 +403,23 @@ def test_session_twins_answer_the_same(flavour: str) -> None:
     assert len(set(guesses)) == 2
 
 
-@pytest.mark.parametrize("flavour", ["threaded", "aio"])
-def test_session_closes_after_an_oversized_line(flavour: str) -> None:
-    class TooLong(ScriptedLines):
-        def receive(self) -> str:
-            raise LineTooLong(LIMIT)
-
-    class AsyncTooLong(AsyncScriptedLines):
-        async def receive(self) -> str:  # type: ignore[override]
-            raise LineTooLong(LIMIT)
-
-    lines = (AsyncTooLong if flavour == "aio" else TooLong)([])
-    module = aio_session if flavour == "aio" else threaded_session
-    _run(flavour, module.Session(lines, Guesser(random.Random()), None).run)  # type: ignore[arg-type]
+def test_session_closes_after_an_oversized_line(twin: Twin) -> None:
+    lines = twin.lines([], end=LineTooLong(LIMIT))
+    twin.run(twin.session.Session(lines, Guesser(random.Random()), None).run())
     assert lines.sent == [f"ERROR line longer than {LIMIT} bytes"]
 
 
-@pytest.mark.parametrize("flavour", ["threaded", "aio"])
-def test_client_twins_play_the_same(flavour: str) -> None:
-    lines = (AsyncScriptedLines if flavour == "aio" else ScriptedLines)(["4", "1", "3"])
-    module = aio_client if flavour == "aio" else threaded_client
-    client = module.Client(lines)  # type: ignore[arg-type]
-    rounds = _run(flavour, lambda: client.play(Game(1, 5, 3, 5)))
+def test_client_twins_play_the_same(twin: Twin) -> None:
+    lines = twin.lines(["4", "1", "3"])
+    rounds = twin.run(twin.client.Client(lines).play(Game(1, 5, 3, 5)))
     assert rounds == [(4, Decision.UNSURE), (1, Decision.COLDER), (3, Decision.CORRECT)]
     assert lines.sent == ["PARAMS 1 5", "NUMBER", "REPORT UNSURE", "NUMBER", "REPORT COLDER",
                           "NUMBER", "REPORT CORRECT"]
 
 
-@pytest.mark.parametrize("flavour", ["threaded", "aio"])
-def test_client_stops_at_the_guess_count(flavour: str) -> None:
-    lines = (AsyncScriptedLines if flavour == "aio" else ScriptedLines)(["1", "2"])
-    module = aio_client if flavour == "aio" else threaded_client
-    client = module.Client(lines)  # type: ignore[arg-type]
-    rounds = _run(flavour, lambda: client.play(Game(1, 5, 5, 2)))
+def test_client_stops_at_the_guess_count(twin: Twin) -> None:
+    lines = twin.lines(["1", "2"])
+    rounds = twin.run(twin.client.Client(lines).play(Game(1, 5, 5, 2)))
     assert [decision for _, decision in rounds] == [Decision.UNSURE, Decision.WARMER]
     assert lines.sent.count("NUMBER") == 2
 

@@ -20,7 +20,6 @@ import io
 import socket
 import subprocess
 import sys
-import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from guessgame.config import Layers, Settings
 from guessgame.observe import trace
 from guessgame.observe.trace import Record
 from guessgame.protocol import LineTooLong
+from harness import fail_in_a_thread, frames
 from timing import UNIT
 
 # --- which crossings a combination implies -------------------------------------------
@@ -202,23 +202,8 @@ def test_trace_setting_in_the_config(tmp_path: Path) -> None:
 # --- context and errors across each bridge -------------------------------------------
 
 
-@pytest.fixture
-def bridge() -> Iterator[Bridge]:
-    bridge = Bridge.start_loop_thread(max_workers=4)
-    yield bridge
-    bridge.close()
-
-
-def frames(error: BaseException) -> list[str]:
-    return [frame.name for frame in traceback.extract_tb(error.__traceback__)]
-
-
 async def fail_on_the_loop() -> str:
     raise ValueError(f"from the loop, for {trace.SESSION_ID.get()}")
-
-
-def fail_in_a_thread() -> str:
-    raise ValueError(f"from a thread, for {trace.SESSION_ID.get()}")
 
 
 def test_thread_to_loop_carries_the_context_and_the_traceback(bridge: Bridge) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future
 
 import pytest
 
@@ -15,6 +16,64 @@ WAIT = UNIT
 
 def workers_named(prefix: str) -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith(prefix + "_")]
+
+
+def check(pool: WorkerPool) -> None:
+    """The pool's written-down rules hold, looked at under its lock."""
+    with pool._lock:
+        pool._check_invariants()
+
+
+def test_the_check_names_the_rule_a_state_breaks() -> None:
+    pool = WorkerPool("broken", max_workers=2, idle_timeout=WAIT)
+    try:
+        with pool._lock:
+            pool._starting = 3  # more on their way than the pool may hold
+            with pytest.raises(AssertionError, match=r"rule 1: threads \+ starting <= max"):
+                pool._check_invariants()
+            pool._starting = 0
+            pool._backlog.append((Future(), print, (), {}))  # queued, nobody coming
+            with pytest.raises(AssertionError, match="rule 3: a queued job has a taker"):
+                pool._check_invariants()
+            pool._backlog.clear()
+    finally:
+        pool.shutdown()
+
+
+def test_the_rules_hold_at_every_moment_of_a_burst() -> None:
+    """A thread checks the rules under the lock, over and over, while a burst grows the
+    pool, drains it and lets it shrink; every state it sees keeps them."""
+    pool = WorkerPool("checked", max_workers=20, idle_timeout=WAIT / 50)
+    done = threading.Event()
+    failures: list[AssertionError] = []
+    checks = 0
+
+    def checker() -> None:
+        nonlocal checks
+        while not done.is_set():
+            try:
+                check(pool)
+            except AssertionError as broken:
+                failures.append(broken)
+                return
+            checks += 1
+
+    watcher = threading.Thread(target=checker, name="checker")
+    watcher.start()
+    try:
+        release = threading.Event()
+        futures = [pool.submit(release.wait, WAIT) for _ in range(30)]  # 10 queue
+        release.set()
+        assert all(future.result(WAIT) for future in futures)
+        for thread in workers_named("checked"):
+            thread.join(WAIT)
+        pool.shutdown()
+    finally:
+        done.set()
+        watcher.join(WAIT)
+    assert not failures, failures[0]
+    assert checks > 0
+    check(pool)
 
 
 def test_a_burst_runs_at_once_then_every_worker_retires() -> None:
@@ -30,6 +89,7 @@ def test_a_burst_runs_at_once_then_every_worker_retires() -> None:
 
     futures = [pool.submit(parked) for _ in range(burst)]
     started.wait()
+    check(pool)
     # Growing, the pool keeps one spare worker on its way, so that the next call does
     # not have to start one itself (see workers.py).
     assert burst <= pool.threads <= burst + 1
@@ -62,6 +122,7 @@ def test_past_max_workers_calls_wait_their_turn() -> None:
         first = [pool.submit(release.wait, WAIT) for _ in range(2)]
         queued = pool.submit(lambda: "ran")
         assert not queued.done() and pool.threads == 2
+        check(pool)
         release.set()
         assert queued.result(WAIT) == "ran"
         assert all(future.result(WAIT) for future in first)

@@ -13,6 +13,12 @@ bounded SimpleQueue whose producers never wait (reports.py).
 Misuse fails with a sentence instead of a hang: waiting on the loop from the loop's own
 thread, or on a loop that is closed or stopped, raises BridgeError. A call still waiting
 when the loop stops is failed, not left hanging.
+
+Cancellation crosses one way only. A thread that stops waiting for the loop (a timeout,
+or KeyboardInterrupt raised in it) cancels the coroutine there. A task that stops
+waiting for a thread leaves the thread running to its end, since a thread cannot be
+interrupted; its result is dropped. docs/mixed-code-rules.md states the rules of both
+worlds and the tests that back them.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import concurrent.futures
 import contextlib
 import contextvars
 import importlib
+import inspect
 import logging
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Iterator
@@ -36,6 +43,8 @@ T = TypeVar("T")
 
 LOOP_THREAD_NAME: Final = "event-loop"
 RESOLVER_WORKERS: Final = 4
+CANCEL_GRACE: Final = 1.0
+"""Seconds a thread that gave up on a coroutine waits for its cancellation to land."""
 
 
 def new_event_loop(uvloop: bool = False) -> asyncio.AbstractEventLoop:
@@ -130,11 +139,29 @@ class Bridge:
 
     # --- thread -> loop ------------------------------------------------------------
 
-    def run_in_loop(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run `coro` on the loop and block this thread until it ends.
+    def run_in_loop(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run `coro` on the loop and block this thread until it ends, or for at most
+        `timeout` seconds.
 
-        The coroutine runs in a copy of the caller's context, and its exception is
-        raised here with the loop-side traceback kept.
+        The coroutine runs in a copy of the caller's context: it sees the caller's
+        contextvars, and what it sets there does not come back. Its exception is raised
+        here with the loop-side traceback kept.
+
+        Cancellation: when this thread stops waiting, because `timeout` passed or an
+        exception such as KeyboardInterrupt was raised in it, the coroutine is cancelled
+        on the loop: it sees CancelledError where it awaits, and its `finally` blocks run.
+        After a timeout this thread waits up to CANCEL_GRACE seconds for that to finish,
+        so that the coroutine's cleanup is done when TimeoutError is raised; a coroutine
+        that swallows the cancellation is left running. A coroutine cancelled on the
+        loop side (by the loop stopping, or by some other task) ends the call as below.
+
+        Raises:
+            TimeoutError: `timeout` passed; the coroutine was cancelled.
+            BridgeError: called from the loop's own thread (it would deadlock), the loop
+                is closed or not running, or it stopped before the coroutine ended.
+            concurrent.futures.CancelledError: the coroutine was cancelled on the loop
+                by something else than this call.
+            Whatever the coroutine raises.
         """
         if self.in_loop_thread():
             coro.close()
@@ -142,13 +169,31 @@ class Bridge:
                               "called from the event loop thread; await the coroutine instead")
         seen = crossing.sent("run_coroutine_threadsafe", THREAD_TO_LOOP,
                              _name_of(coro)) if crossing.observed else None
+        work = coro if seen is None else crossing.arrive(coro, seen)
+        ended = None if timeout is None else threading.Event()
         try:
-            future = self._submit(coro if seen is None else crossing.arrive(coro, seen), coro)
             try:
-                return future.result()
+                future = self._submit(work if ended is None else _settled(work, ended), coro)
+            except BridgeError:
+                work.close()
+                raise
+            try:
+                return future.result(timeout)
             except concurrent.futures.CancelledError:
                 if self._stopped:  # cancelled by _fail_stranded() or with the loop's tasks
                     raise BridgeError("the event loop stopped before the call ended") from None
+                raise
+            except TimeoutError:
+                if not future.cancel():  # it ended as the wait timed out
+                    return future.result()
+                assert ended is not None
+                if not ended.wait(CANCEL_GRACE):
+                    # Cancelled before its first step, it never ran: nothing awaits it.
+                    _close_unstarted(work, coro)
+                raise TimeoutError(f"{_name_of(coro)}() did not end within {timeout} s, "
+                                   "so it was cancelled on the event loop") from None
+            except BaseException:
+                future.cancel()  # this thread gave up waiting: the coroutine is not wanted
                 raise
             finally:
                 with self._waiting_lock:
@@ -195,9 +240,22 @@ class Bridge:
         """Run blocking `fn(*args)` in a worker thread serving `purpose`, and await it.
 
         run_in_executor does not carry contextvars across, so the call runs in a copy
-        of the caller's context. The pools grow up to one worker per possible parked
-        call, so a read parked by one connection never queues another connection's,
-        and shrink again as workers sit idle (see workers.py).
+        of the caller's context: it sees the caller's contextvars, and what it sets
+        there does not come back. threading.local values are the worker's own, never
+        the caller's. The pools grow up to one worker per possible parked call, so a
+        read parked by one connection never queues another connection's, and shrink
+        again as workers sit idle (see workers.py).
+
+        Cancellation: cancelling the task that awaits this call (or a timeout around
+        it, such as asyncio.timeout) ends the await at once, but the worker runs `fn`
+        to its end: a thread cannot be interrupted. Its result or exception is then
+        dropped without a warning, and the worker goes back to its pool. So bound the
+        blocking call itself (a socket timeout, a query timeout) when it may outlast
+        its caller. A call still queued for a worker when cancelled never runs.
+
+        Raises:
+            Whatever `fn` raises, with the worker's traceback kept.
+            RuntimeError: the worker pool is shut down, or no thread can be started.
         """
         seen = crossing.sent("run_in_executor", LOOP_TO_THREAD, _name_of(fn),
                              ("any", f"a worker of blocking-{purpose} (not started yet)")
@@ -261,6 +319,16 @@ async def run_in_new_thread(fn: Callable[[], T], name: str) -> T:
 
     For rare calls, such as stopping a threaded server during a reload, where a pooled
     worker would stay behind after the call: once the call is done, no thread is left.
+    `fn` runs in a copy of the caller's context; what it sets there does not come back.
+
+    Cancellation: cancelling the awaiting task ends the await at once; the thread runs
+    `fn` to its end and its result or exception is dropped, even if the loop has closed
+    by then. The thread is not a daemon, so the interpreter waits for it at exit: bound
+    `fn` itself when it may block for long.
+
+    Raises:
+        Whatever `fn` raises.
+        RuntimeError: no thread can be started.
     """
     loop = asyncio.get_running_loop()
     done: asyncio.Future[T] = loop.create_future()
@@ -278,11 +346,13 @@ async def run_in_new_thread(fn: Callable[[], T], name: str) -> T:
 
     def run() -> None:
         try:
-            result = call(work)
-        except BaseException as error:  # raised again in the awaiting task
-            loop.call_soon_threadsafe(settle, None, error)
-        else:
-            loop.call_soon_threadsafe(settle, result, None)
+            result: T | None = call(work)
+            error: BaseException | None = None
+        except BaseException as raised:  # raised again in the awaiting task
+            result, error = None, raised
+        # A closed loop had the awaiting task cancelled with it: nobody wants the outcome.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, result, error)
 
     threading.Thread(target=run, name=name).start()
     try:
@@ -305,6 +375,20 @@ def loop_thread(settings: Settings, layers: Iterable[str]) -> Iterator[Bridge | 
         yield bridge
     finally:
         bridge.close()
+
+
+async def _settled(work: Coroutine[Any, Any, T], ended: threading.Event) -> T:
+    """`work`, setting `ended` once it has ended in any way, cancellation included."""
+    try:
+        return await work
+    finally:
+        ended.set()
+
+
+def _close_unstarted(*coros: Coroutine[Any, Any, Any]) -> None:
+    for coro in coros:
+        if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+            coro.close()
 
 
 class _NamedCall:

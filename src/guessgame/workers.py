@@ -49,6 +49,10 @@ The rules that hold between them whenever the lock is free:
    was handed a job at that moment, and runs it.
 6. Once `_shut`, nothing is reserved or handed; idle workers are handed None and leave,
    and busy ones leave after the backlog they can take.
+
+`WorkerPool._check_invariants()` asserts rules 1, 2, 3 and 6 of a state; the tests call
+it with the lock held. Rules 4 and 5 constrain steps (a reservation, a retirement) and
+are kept where those steps are made.
 """
 
 from __future__ import annotations
@@ -135,6 +139,26 @@ class WorkerPool(concurrent.futures.Executor):
         if wait:
             for thread in threads:
                 thread.join()
+
+    def _check_invariants(self) -> None:
+        """With the lock held: raise AssertionError naming the rule (see the module's
+        docstring) that the pool's state breaks."""
+        busy = len(self._threads) - len(self._idle)  # waking ones included
+        broken = [rule for rule, holds in (
+            ("1: threads + starting <= max_workers",
+             len(self._threads) + self._starting <= self.max_workers),
+            ("2: no backlog while a worker is idle", not (self._backlog and self._idle)),
+            ("3: a queued job has a taker on its way",
+             not self._backlog or self._starting + busy > 0),
+            ("6: nothing idle once shut down", not (self._shut and self._idle)),
+            ("counts: none negative",
+             min(self._starting, self._waking, busy) >= 0),
+        ) if not holds]
+        if broken:
+            raise AssertionError(
+                f"worker pool {self.name} breaks rule {'; '.join(broken)}: "
+                f"{len(self._threads)} threads, {len(self._idle)} idle, {self._waking} waking, "
+                f"{self._starting} starting, {len(self._backlog)} queued, shut={self._shut}")
 
     # --- starting workers ----------------------------------------------------------
 
