@@ -19,12 +19,12 @@ import os
 import pdb
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
 from guessgame import crossing, observe
-from guessgame.observe import debugging, stepping, trace, waitgraph
+from guessgame.observe import debugging, own_program, stepping, trace, waitgraph
 
 
 def _nowhere() -> FrameType:
@@ -302,6 +302,24 @@ def run(argv: Sequence[str]) -> int:
     command's first line, as `python -m pdb` does."""
     from guessgame import cli  # the command line runs under the debugger, so late
 
+    return _debugged(lambda main: main.runcall(cli.main, [*argv, "--debug"]) or 0)
+
+
+def run_program(program: own_program.Program) -> int:
+    """Run a program of one's own under the thread-aware pdb, with the stdlib's bridges
+    announced at the seam, stopping first at the program's first line, as `python -m pdb`
+    does."""
+
+    def debug(main: ThreadPdb) -> int:
+        main.mainpyfile = main.canonic(own_program.main_file(program))
+        main._wait_for_mainpyfile = True  # pdb's own: no stop before the program's first line
+        with own_program.instrumented():
+            return own_program.execute(program, main.runcall)
+
+    return _debugged(debug)
+
+
+def _debugged(body: Callable[[ThreadPdb], int]) -> int:
     debugger = Debugger()
     observe.attach_defaults()  # before the step-across: it reads the names they set
     step_across = stepping.StepAcross(PdbBackend(debugger))
@@ -311,7 +329,7 @@ def run(argv: Sequence[str]) -> int:
     main = debugger.for_this_thread()
     status = 1
     try:
-        status = main.runcall(cli.main, [*argv, "--debug"]) or 0
+        status = body(main)
     except bdb.BdbQuit:
         pass
     finally:
