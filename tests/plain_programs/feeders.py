@@ -15,7 +15,7 @@ async def record(worker: int, value: int) -> int:
 def feed(worker: int, loop: asyncio.AbstractEventLoop) -> None:
     value = worker * 10
     count = asyncio.run_coroutine_threadsafe(record(worker, value), loop).result()
-    print(f"worker {worker} recorded, {count} so far")
+    sys.stdout.write(f"worker {worker} recorded, {count} so far\n")
 
 
 async def main(workers: int) -> None:

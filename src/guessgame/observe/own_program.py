@@ -148,12 +148,30 @@ def instrumented() -> Iterator[None]:
         stdlib_bridges.uninstall()
 
 
+class _Asked:
+    printing = False
+    again = False
+
+
 def _print_waits(signum: int, frame: FrameType | None) -> None:
-    """SIGUSR1: who waits on whom, on stderr, as `guessgame serve` prints it."""
+    """SIGUSR1: who waits on whom, on stderr, as `guessgame serve` prints it. A signal
+    that arrives while a graph is being written (the handler runs again, in the same
+    thread, inside the write) asks for one more graph after it, not a write inside it."""
+    if _Asked.printing:
+        _Asked.again = True
+        return
+    _Asked.printing = True
     try:
-        waitgraph.write_stderr(debugging.waits().text)
-    except Exception:  # a diagnostic must never stop the program it diagnoses
-        traceback.print_exc()
+        while True:
+            _Asked.again = False
+            try:
+                waitgraph.write_stderr(debugging.waits().text)
+            except Exception:  # a diagnostic must never stop the program it diagnoses
+                traceback.print_exc()
+            if not _Asked.again:
+                return
+    finally:
+        _Asked.printing = False
 
 
 def run(program: Program) -> int:

@@ -94,6 +94,7 @@ class ThreadPdb(pdb.Pdb):
         self.landing = False  # a call stepped into, not yet on its first line
         self.announce: stepping.Follow | None = None  # said at the landing stop
         self.resumed = "step"
+        self.resuming: FrameType | None = None  # a sender's coroutine, released
 
     def stop_info(self, stopframe: Any, returnframe: Any = None, lineno: int = 0) -> None:
         """bdb's stepping state: stop at `stopframe`'s lines from `lineno` (-1: never),
@@ -114,7 +115,11 @@ class ThreadPdb(pdb.Pdb):
                     and _current_task() is not self.step_task)
 
     def user_call(self, frame: FrameType, argument_list: Any) -> None:
-        if not self.landing:  # a step across lands on the first line, not on the def
+        # A step across lands on the first line, not on the def; a sender's coroutine
+        # going on after the crossing stops on its next line, not where it resumes.
+        if frame is self.resuming:
+            self.resuming = None
+        elif not self.landing:
             super().user_call(frame, argument_list)
 
     def user_line(self, frame: FrameType) -> None:
@@ -292,6 +297,7 @@ class PdbBackend(stepping.Backend):
             # bdb ignores a coroutine's return under `next` (it may be a suspension):
             # step, in the sender's task, to its next line or its caller's.
             own.step_task = follow.task
+            own.resuming = follow.origin
             own.stop_info(None, None)
         else:
             own.stop_info(follow.origin, None)  # as `next` from the crossing line
