@@ -147,6 +147,9 @@ def test_vscode_launch_configurations_run_each_command_at_each_named_stage() -> 
                             "guessgame.observe", "asyncio", "concurrent.futures",
                             "threading"}, entry["name"]
         args = cli.build_parser().parse_args(entry["args"])
+        if args.command == "run":  # a program of one's own: the file open in the editor
+            assert entry["args"] == ["run", "${file}"]
+            continue
         assert args.debug and args.stage in stages
         seen.add((args.command, args.stage))
     assert seen == {(command, stage) for command in ("demo", "serve", "play")

@@ -295,9 +295,7 @@ def test_debug_steps_from_a_coroutine_into_a_worker_thread_and_back(call: str) -
         assert f"blocking_calls.py({cross})main()" in where.split("--- run_in_executor")[1]
         while (step := pdb.command("step")).thread != "MainThread":
             assert step.function == function, step.text
-        # The next line, or the end of the `with` block the crossing is in.
-        after = line_of(program, "with ThreadPoolExecutor") if "pool" in call else cross + 1
-        assert (step.task, step.line) == ("Task-1", after), step.text
+        assert (step.task, step.line) == ("Task-1", cross + 1), step.text
         finish(pdb, program)
     finally:
         pdb.close()

@@ -22,8 +22,9 @@ async def main() -> None:
     print(f"to_thread: {loud}")
     default = await loop.run_in_executor(None, checksum, b"default")
     print(f"default executor: {default}")
-    with ThreadPoolExecutor(2, thread_name_prefix="hashers") as pool:
-        own = await loop.run_in_executor(pool, checksum, b"own pool")
+    pool = ThreadPoolExecutor(2, thread_name_prefix="hashers")
+    own = await loop.run_in_executor(pool, checksum, b"own pool")
+    pool.shutdown()
     print(f"own pool: {own}")
 
 
