@@ -67,10 +67,10 @@ def _name_of(work: object) -> str:
 
 
 class _AnnouncedFuture(concurrent.futures.Future):  # type: ignore[type-arg]
-    """The future run_coroutine_threadsafe hands back, whose wait announces the return.
-    `_crossing` holds the crossing until someone announces its return: the first
-    result() or exception() to come back with the outcome, or, if nobody waits, the
-    future's own done callback."""
+    """The future run_coroutine_threadsafe hands back when a debugger follows the call,
+    whose wait announces the return in the sender's thread, where the debugger holds the
+    sender until then. `_crossing` holds the crossing until the first result() or
+    exception() to come back with the outcome announces it."""
 
     _crossing: list[crossing.Crossing]
 
@@ -103,17 +103,6 @@ class _AnnouncedFuture(concurrent.futures.Future):  # type: ignore[type-arg]
             self._crossing.append(claimed)
 
 
-def _returned_unwaited(future: concurrent.futures.Future[Any]) -> None:
-    """Done with nobody in result(): the wait ends here, in the loop's thread. A step
-    across is left to the sender's own result(), which runs in the sender's thread."""
-    pending = getattr(future, "_crossing", None)
-    if not pending or "step" in pending[0].marks:
-        return
-    claimed = _AnnouncedFuture._claim(future)  # type: ignore[arg-type]
-    if claimed is not None:
-        crossing.returned(claimed)
-
-
 def run_coroutine_threadsafe(coro: Coroutine[Any, Any, Any],
                              loop: asyncio.AbstractEventLoop) -> concurrent.futures.Future[Any]:
     original = _call["run_coroutine_threadsafe"]
@@ -126,9 +115,13 @@ def run_coroutine_threadsafe(coro: Coroutine[Any, Any, Any],
     except BaseException:
         crossing.returned(seen)
         raise
-    future.__class__ = _AnnouncedFuture
-    future._crossing = [seen]  # type: ignore[attr-defined]
-    future.add_done_callback(_returned_unwaited)
+    if "step" in seen.marks:  # a debugger follows it: the sender's wait announces it
+        future.__class__ = _AnnouncedFuture
+        future._crossing = [seen]  # type: ignore[attr-defined]
+        return future
+    # Otherwise the call's end is its return, seen on the loop as the future is set:
+    # the sender waits no longer, whether it is in result() or not.
+    future.add_done_callback(lambda _: crossing.returned(seen))
     return future
 
 
