@@ -359,3 +359,56 @@ def test_debug_waits_names_a_deadlock_across_bridges() -> None:
         assert "DEADLOCK" in text
     finally:
         pdb.close()
+
+
+# --- a bridge made by hand, announced as docs/debugging.md shows -----------------------
+
+HAND_MADE = Path(__file__).parent / "hand_made_bridge.py"
+
+
+def test_the_docs_hand_made_bridge_is_the_one_tested() -> None:
+    docs = (Path(__file__).parent.parent / "docs" / "debugging.md").read_text()
+    shown = docs[docs.index("def call_in_loop"):docs.index("    return box[0]\n```")]
+    source = HAND_MADE.read_text().replace("  # type: ignore[no-untyped-def]", "")
+    assert shown in source
+
+
+def test_a_hand_made_bridge_announced_is_traced_and_stepped_across() -> None:
+    done = guessgame("run", "--trace", str(HAND_MADE))
+    assert (done.returncode, done.stdout) == (0, "42\n"), done.stderr
+    assert "\tMainThread\t-\t-\tbridge\trun_coroutine_threadsafe thread->loop answer" in \
+        done.stderr
+    cross = (HAND_MADE.read_text().splitlines().index(
+        "    print(call_in_loop(loop, answer))") + 1)
+    pdb = Debugged([str(HAND_MADE)])
+    try:
+        pdb.stop()
+        pdb.reply(f"break hand_made_bridge.py:{cross}")
+        assert pdb.command("continue").line == cross
+        # Into call_in_loop, then its lines up to the crossing it announces: the far side.
+        for _ in range(10):
+            far = pdb.command("step")
+            if far.thread != "MainThread":
+                break
+        assert (far.thread, far.function) == ("loop-runner", "answer"), far.text
+        while (step := pdb.command("step")).thread != "MainThread":
+            assert step.function == "answer", step.text
+        assert step.function == "call_in_loop", step.text
+        pdb.reply("clear 1")
+        assert "42\n" in pdb.finish()
+    finally:
+        pdb.close()
+
+
+def test_a_name_imported_from_asyncio_by_the_program_is_announced(tmp_path: Path) -> None:
+    program = tmp_path / "imported.py"
+    program.write_text(
+        "import asyncio\nimport threading\nfrom asyncio import run_coroutine_threadsafe\n\n"
+        "async def ping():\n    return 'pong'\n\n"
+        "loop = asyncio.new_event_loop()\n"
+        "thread = threading.Thread(target=loop.run_forever)\nthread.start()\n"
+        "print(run_coroutine_threadsafe(ping(), loop).result())\n"
+        "loop.call_soon_threadsafe(loop.stop)\nthread.join()\nloop.close()\n")
+    done = guessgame("run", "--trace", str(program))
+    assert (done.returncode, done.stdout) == (0, "pong\n"), done.stderr
+    assert "run_coroutine_threadsafe thread->loop ping" in done.stderr
