@@ -40,11 +40,12 @@ class Stop:
 
 
 class Debugged:
-    def __init__(self, args: list[str], timeout: float = 2 * UNIT) -> None:
+    def __init__(self, args: list[str], timeout: float = 2 * UNIT,
+                 cwd: str | os.PathLike[str] | None = None) -> None:
         self.timeout = timeout
         self.process = subprocess.Popen(
             [sys.executable, "-m", "guessgame", "debug", *args], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, cwd=cwd)
         self._out: list[str] = []
         self._seen = 0
         self._arrived = threading.Condition()

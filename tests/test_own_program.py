@@ -412,3 +412,22 @@ def test_a_name_imported_from_asyncio_by_the_program_is_announced(tmp_path: Path
     done = guessgame("run", "--trace", str(program))
     assert (done.returncode, done.stdout) == (0, "pong\n"), done.stderr
     assert "run_coroutine_threadsafe thread->loop ping" in done.stderr
+
+
+def test_run_debug_puts_the_programs_loops_in_asyncio_debug_mode() -> None:
+    done = guessgame("run", "--debug", str(PROGRAMS / "blocking_coroutine.py"))
+    assert (done.returncode, done.stdout) == (0, "handled after 3 ticks\n"), done.stderr
+    assert re.search(r"Executing <.*name='handle'.* took 0\.\d+ seconds", done.stderr), \
+        done.stderr
+
+
+def test_debug_module_stops_first_in_the_module() -> None:
+    pdb = Debugged(["-m", "loop_thread"], cwd=PROGRAMS)
+    try:
+        first = pdb.stop()
+        assert (os.path.basename(first.file), first.line) == ("loop_thread.py", 1), first.text
+        out = pdb.finish()
+        assert "hello, ada\nhello, bob\n" in out
+        assert "guessgame debug: the program exited with status 5" in out
+    finally:
+        pdb.close()

@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the guessgame command and its options; or PROGRAM.py [ARGS...] "
                             "or -m MODULE [ARGS...], a program of your own, taken as "
                             "`python -m pdb` takes it")
+    debug.add_argument("-m", dest="module", metavar="MODULE",
+                       help="debug library module MODULE as a script, as python -m does")
     own = commands.add_parser(
         "run", parents=[common], help="run a program of your own under the observers",
         description="Run PROGRAM.py (or -m MODULE) as python would, with its own argv, "
@@ -233,7 +235,7 @@ def run_traced(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "run":
-        return own_program.run(args.program)
+        return own_program.run(args.program, settings.debug)
     if args.command == "demo":
         return app.demo(settings, args.seed, sys.stdout)
     if args.command == "serve":
@@ -247,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(without_separator(sys.argv[1:] if argv is None else argv))
     if args.command == "debug":
+        if args.module:
+            return threadpdb.run_program(program_from(parser, ["-m", args.module, *args.argv]))
         if not args.argv or args.argv[0] == "debug":
             parser.error("debug needs a command to run, e.g. `guessgame debug demo`")
         if own_program.looks_like_program(args.argv[0]):

@@ -138,9 +138,10 @@ def execute(program: Program, call: Callable[[Callable[[], Any]], Any] | None = 
 
 
 @contextlib.contextmanager
-def instrumented() -> Iterator[None]:
-    """The stdlib's bridges announce while inside; SIGUSR1 prints the wait graph."""
-    stdlib_bridges.install()
+def instrumented(debug: bool = False) -> Iterator[None]:
+    """The stdlib's bridges announce while inside; SIGUSR1 prints the wait graph.
+    `debug`: the program's loops run in asyncio's debug mode."""
+    stdlib_bridges.install(debug_loops=debug)
     before = signal.signal(signal.SIGUSR1, _print_waits)
     try:
         yield
@@ -175,10 +176,11 @@ def _print_waits(signum: int, frame: FrameType | None) -> None:
         _Asked.printing = False
 
 
-def run(program: Program) -> int:
-    """`guessgame run PROGRAM`: the program with its bridges announced; its status."""
+def run(program: Program, debug: bool = False) -> int:
+    """`guessgame run PROGRAM`: the program with its bridges announced; its status.
+    `debug` (`--debug`): its loops in asyncio's debug mode, which logs a slow callback."""
     # What guessgame imported lives as long as the process: out of the collector's way,
     # so that its full collections scan no more than the program's own.
     gc.freeze()
-    with instrumented():
+    with instrumented(debug):
         return execute(program)

@@ -160,6 +160,8 @@ def run_forever(loop: asyncio.AbstractEventLoop) -> None:
     if not crossing.observed or _from_game_loop(sys._getframe(1)):
         original(loop)
         return
+    if _options.debug_loops:
+        loop.set_debug(True)
     crossing.loop_started(loop, own=threading.current_thread() is not threading.main_thread())
     try:
         original(loop)
@@ -332,8 +334,14 @@ def _replace(owner: Any, name: str, replacement: Any, short: str = "") -> None:
     setattr(owner, name, replacement)
 
 
-def install() -> None:
-    """Make the stdlib's bridges announce at the seam, until uninstall()."""
+class _options:
+    debug_loops = False
+
+
+def install(debug_loops: bool = False) -> None:
+    """Make the stdlib's bridges announce at the seam, until uninstall(). `debug_loops`:
+    every loop the program runs is in asyncio's debug mode (`--debug`)."""
+    _options.debug_loops = debug_loops
     if _originals:
         return
     _replace(asyncio.tasks, "run_coroutine_threadsafe", run_coroutine_threadsafe)
@@ -357,3 +365,4 @@ def uninstall() -> None:
         setattr(owner, name, original)
     _originals.clear()
     _call.clear()
+    _options.debug_loops = False
