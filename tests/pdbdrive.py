@@ -108,6 +108,11 @@ class Debugged:
         self.send(command)
         return self.stop()
 
+    def command_until(self, command: str, found: re.Pattern[str]) -> str:
+        """What the program printed after `command`, up to `found`."""
+        self.send(command)
+        return self._wait_for(found)
+
     def reply(self, command: str) -> str:
         """The output of a command that does not move the program."""
         self.send(command)

@@ -30,6 +30,8 @@ from guessgame.observe import stdlib_bridges
 from pdbdrive import Debugged
 from timing import UNIT
 
+PROMPT_OR_END = re.compile(r"\(Pdb\) |exited with status \d+")
+
 PROGRAMS = Path(__file__).parent / "plain_programs"
 
 EXPECTED = {
@@ -429,5 +431,29 @@ def test_debug_module_stops_first_in_the_module() -> None:
         out = pdb.finish()
         assert "hello, ada\nhello, bob\n" in out
         assert "guessgame debug: the program exited with status 5" in out
+    finally:
+        pdb.close()
+
+
+def test_a_step_across_goes_before_other_threads_waiting_at_the_breakpoint() -> None:
+    program = "feeders.py"
+    cross = line_of(program, "run_coroutine_threadsafe(")
+    pdb = debug_program(program, "3")
+    try:
+        pdb.reply(f"break {program}:{cross}")
+        stop = pdb.command("continue")  # the other feeders stop here too, and queue
+        sender = stop.thread
+        assert stop.line == cross and sender.startswith("feeder-"), stop.text
+        far = pdb.command("step")
+        assert (far.thread, far.task) == ("MainThread", f"record from {sender}"), far.text
+        while (step := pdb.command("step")).thread == "MainThread":
+            assert step.function == "record", step.text
+        assert (step.thread, step.line) == (sender, cross + 1), step.text
+        pdb.reply("clear 1")
+        # The feeders that stopped at the breakpoint meanwhile have their prompts now.
+        ended = re.compile(r"exited with status (\d+)")
+        while not ended.search(text := pdb.command_until("continue", PROMPT_OR_END)):
+            pass
+        assert ended.search(text).group(1) == "3", text  # type: ignore[union-attr]
     finally:
         pdb.close()

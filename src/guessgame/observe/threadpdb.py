@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import bdb
 import collections
+import contextlib
 import inspect
 import os
 import pdb
 import sys
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 from typing import Any
 
@@ -36,22 +38,65 @@ _NOWHERE = _nowhere()
 
 
 class Console:
-    """One prompt at a time, first come first served."""
+    """One prompt at a time, first come first served; but a step across a bridge is
+    followed before the others.
+
+    A thread that leaves the prompt with a step lets the threads waiting for it go first,
+    unless its step crosses a bridge: then the far side's stop, the steps within the work
+    there, and the sender's stop once the crossing is over (`first`) come before them.
+    Until a stepping thread shows which (it stops, or announces a crossing: `hold()`),
+    the others wait, for STEP_PENDING seconds at most; a crossing holds them for
+    STEP_HOLD seconds at most, in case the work runs on without stopping.
+    """
+
+    STEP_PENDING = 0.2
+    STEP_HOLD = 2.0
 
     def __init__(self) -> None:
         self._turns: collections.deque[int] = collections.deque()
         self._changed = threading.Condition()
+        self._at_prompt: int | None = None
+        self._stepper: int | None = None  # the thread that last left the prompt stepping
+        self._held_until = 0.0
 
-    def __enter__(self) -> None:
+    @contextlib.contextmanager
+    def turn(self, first: bool, stepping: Callable[[], bool]) -> Iterator[None]:
+        """Hold the prompt inside; `first`: this stop is where a step across went.
+        `stepping` says, as the prompt is left, whether the user stepped."""
         me = threading.get_ident()
         with self._changed:
-            self._turns.append(me)
-            self._changed.wait_for(lambda: self._turns[0] == me)
+            if not first and me == self._stepper:  # a step that crossed nothing
+                self._stepper, self._held_until = None, 0.0
+                self._changed.notify_all()
+            if first and self._at_prompt is None:
+                self._turns.appendleft(me)
+            elif first:
+                self._turns.insert(1, me)
+            else:
+                self._turns.append(me)
+            while not (self._turns[0] == me
+                       and (first or time.monotonic() >= self._held_until)):
+                self._changed.wait(max(self._held_until - time.monotonic(), 0.01)
+                                   if self._turns[0] == me else None)
+            self._at_prompt = me
+            self._stepper, self._held_until = None, 0.0
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._turns.remove(me)
+                self._at_prompt = None
+                if stepping():
+                    self._stepper = me
+                    self._held_until = time.monotonic() + self.STEP_PENDING
+                self._changed.notify_all()
 
-    def __exit__(self, *exc: object) -> None:
+    def hold(self) -> None:
+        """The stepping thread crosses a bridge, or ends the work it stepped into: the
+        next prompt is where the step goes on."""
         with self._changed:
-            self._turns.popleft()
-            self._changed.notify_all()
+            if self._stepper == threading.get_ident():
+                self._held_until = time.monotonic() + self.STEP_HOLD
 
     def queue(self) -> list[int]:
         with self._changed:
@@ -95,6 +140,7 @@ class ThreadPdb(pdb.Pdb):
         self.announce: stepping.Follow | None = None  # said at the landing stop
         self.resumed = "step"
         self.resuming: FrameType | None = None  # a sender's coroutine, released
+        self.released = False  # a sender going on after a crossing stepped into
 
     def stop_info(self, stopframe: Any, returnframe: Any = None, lineno: int = 0) -> None:
         """bdb's stepping state: stop at `stopframe`'s lines from `lineno` (-1: never),
@@ -141,7 +187,10 @@ class ThreadPdb(pdb.Pdb):
     # --- the prompt ---------------------------------------------------------------
 
     def interaction(self, frame: FrameType | None, tb: Any) -> None:
-        with self.debugger.console:
+        first = (self.announce is not None or self.following is not None or self.released
+                 or self.scope is not None)
+        self.released = False
+        with self.debugger.console.turn(first, lambda: self.resumed == "step"):
             self.step_task = _current_task()
             self.resumed = "step"
             where = trace.here()
@@ -242,6 +291,7 @@ class PdbBackend(stepping.Backend):
         return own is not None and own.stopframe is None and not own.quitting
 
     def hold(self, follow: stepping.Follow) -> None:
+        self.debugger.console.hold()
         own = self.debugger.for_this_thread()
         follow.handle = own
         follow.origin.f_trace = own.trace_dispatch
@@ -277,6 +327,7 @@ class PdbBackend(stepping.Backend):
         if own is None or own.scope is None or own.scope.follow is not follow:
             return
         follow.resume = own.resumed
+        self.debugger.console.hold()
         stopframe, returnframe, stoplineno = own.scope.saved
         own.scope = None
         own.landing = False
@@ -291,6 +342,7 @@ class PdbBackend(stepping.Backend):
         own = follow.handle
         if not isinstance(own, ThreadPdb):
             return
+        own.released = follow.resume != "continue"
         if follow.resume == "continue":
             own.set_continue()
         elif follow.origin.f_code.co_flags & inspect.CO_COROUTINE:
