@@ -44,20 +44,24 @@ feeders, blocking_calls, janus_pipeline = (plain("feeders"), plain("blocking_cal
                                            plain("janus_pipeline"))
 
 CASES = {
-    "feeders": (["1"], 3, Across(feeders.feed, "run_coroutine_threadsafe(", feeders.record,
-                                 "MainThread", "record from feeder-0", True)),
-    "to_thread": ([], 4, Across(blocking_calls.main, "asyncio.to_thread(", blocking_calls.shout,
-                                "asyncio_0", "-", True)),
-    "own pool": ([], 4, Across(blocking_calls.main, "run_in_executor(pool",
-                               blocking_calls.checksum, "hashers_0", "-", True)),
-    "janus": ([], 0, Across(janus_pipeline.produce, "requests.put(word)",
-                            janus_pipeline.consume, "MainThread", "Task-1", False)),
+    "feeders": (["1"], 3, "tally: [(0, 0)]",
+                Across(feeders.feed, "run_coroutine_threadsafe(", feeders.record, "MainThread",
+                       "record from feeder-0", True)),
+    "to_thread": ([], 4, "own pool: 6729190ca312",
+                  Across(blocking_calls.main, "asyncio.to_thread(", blocking_calls.shout,
+                         "asyncio_0", "-", True)),
+    "own pool": ([], 4, "own pool: 6729190ca312",
+                 Across(blocking_calls.main, "run_in_executor(pool", blocking_calls.checksum,
+                        "hashers_0", "-", True)),
+    "janus": ([], 0, "served 3",
+              Across(janus_pipeline.produce, "requests.put(word)", janus_pipeline.consume,
+                     "MainThread", "Task-1", False)),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_step_into_a_stdlib_bridge_in_a_program_of_ones_own(case: str) -> None:
-    args, status, across = CASES[case]
+    args, status, last_line, across = CASES[case]
     path = os.path.realpath(across.path)
     port = free_port()
     process = subprocess.Popen(
@@ -85,4 +89,4 @@ def test_step_into_a_stdlib_bridge_in_a_program_of_ones_own(case: str) -> None:
             dap.close()
         stop(process)
     assert process.returncode == status, err
-    assert out
+    assert out.splitlines()[-1] == last_line, out
