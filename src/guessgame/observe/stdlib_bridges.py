@@ -6,8 +6,9 @@ back. Nothing is replaced when guessgame is imported or when the game's commands
 only `guessgame run` and `guessgame debug PROGRAM.py` install it, around the program.
 
 - `asyncio.run_coroutine_threadsafe`: thread -> loop. The coroutine runs inside
-  `crossing.arrive`, and the concurrent future's `result()` announces the sender's return;
-  a future nobody waits on announces it when it is done.
+  `crossing.arrive`; the sender's return is announced as the concurrent future is set,
+  or, when a debugger follows the call, by the sender's own `result()`, in its thread,
+  where the debugger takes up the sender's step again.
 - `BaseEventLoop.run_in_executor`: loop -> thread, any executor (`asyncio.to_thread` goes
   through it). The call runs inside `crossing.Arriving`.
 - janus: `put`, `get` and their `_nowait` forms on both faces of every queue.
