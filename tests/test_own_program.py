@@ -457,3 +457,56 @@ def test_a_step_across_goes_before_other_threads_waiting_at_the_breakpoint() -> 
         assert ended.search(text).group(1) == "3", text  # type: ignore[union-attr]
     finally:
         pdb.close()
+
+
+# --- the game's own bridges, while the stdlib's are instrumented ------------------------
+
+
+def test_the_games_bridges_announce_once_while_the_stdlibs_are_instrumented() -> None:
+    from guessgame.bridge import Bridge
+
+    async def triple(number: int) -> int:
+        return 3 * number
+
+    def square(number: int) -> int:
+        return number * number
+
+    async def both(game: Bridge) -> int:
+        queue: janus.Queue[int] = janus.Queue(1)
+        thread_end, loop_end = crossing.ends(queue, "janus (test)", "the test's thread")
+        await loop_end.put(5)
+        item = await game.run_in_thread("test", thread_end.get)
+        squared = await game.run_in_thread("test", square, item)
+        queue.close()
+        await queue.wait_closed()
+        return squared
+
+    recorder = Recorder()
+    stdlib_bridges.install()
+    crossing.attach(recorder)
+    try:
+        game = Bridge.start_loop_thread(max_workers=2)
+        try:
+            assert game.run_in_loop(triple(2)) == 6
+            assert game.run_in_loop(both(game)) == 25
+        finally:
+            game.close()
+    finally:
+        crossing.detach(recorder)
+        stdlib_bridges.uninstall()
+    sent = sorted(event[1:] for event in recorder.events if event[0] == "sent")
+    assert sent == sorted([("run_coroutine_threadsafe", "triple"),
+                           ("run_coroutine_threadsafe", "both"), ("janus", "5"),
+                           ("run_in_executor", "get"), ("run_in_executor", "square")])
+    assert [event for event in recorder.events if event[0] == "loop_started"] == [
+        ("loop_started", "", "")]
+
+
+def test_the_games_commands_patch_nothing() -> None:
+    from conftest import CONFIG
+    from guessgame import cli
+
+    before = entry_points()
+    assert cli.main(["stages", "--config", str(CONFIG)]) == 0
+    assert not stdlib_bridges.installed()
+    assert entry_points() == before
