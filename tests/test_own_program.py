@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import asyncio.base_events
 import asyncio.tasks
+import json
 import os
 import re
 import signal
@@ -510,3 +511,11 @@ def test_the_games_commands_patch_nothing() -> None:
     assert cli.main(["stages", "--config", str(CONFIG)]) == 0
     assert not stdlib_bridges.installed()
     assert entry_points() == before
+
+
+def test_run_timeline_draws_the_programs_crossings(tmp_path: Path) -> None:
+    picture = tmp_path / "loop_thread.json"
+    done = guessgame("run", "--timeline", str(picture), str(PROGRAMS / "loop_thread.py"))
+    assert (done.returncode, done.stdout) == (5, "hello, ada\nhello, bob\n"), done.stderr
+    names = [event.get("name") for event in json.loads(picture.read_text())["traceEvents"]]
+    assert names.count("run_coroutine_threadsafe thread->loop greet") >= 2, names
