@@ -5,10 +5,10 @@ the game's own bridges do (bridge.py, crossing.ends), and `uninstall()` puts the
 back. Nothing is replaced when guessgame is imported or when the game's commands run:
 only `guessgame run` and `guessgame debug PROGRAM.py` install it, around the program.
 
-- `asyncio.run_coroutine_threadsafe`: thread -> loop. The coroutine runs inside
-  `crossing.arrive`; the sender's return is announced as the concurrent future is set,
-  or, when a debugger follows the call, by the sender's own `result()`, in its thread,
-  where the debugger takes up the sender's step again.
+- `asyncio.run_coroutine_threadsafe`: thread -> loop. The coroutine runs inside a
+  wrapper that announces the take and, as it ends, the sender's return; when a debugger
+  follows the call, inside `crossing.arrive`, and the sender's own `result()` announces
+  the return, in the sender's thread, where the debugger takes up its step again.
 - `BaseEventLoop.run_in_executor`: loop -> thread, any executor (`asyncio.to_thread` goes
   through it). The call runs inside `crossing.Arriving`.
 - janus: `put`, `get` and their `_nowait` forms on both faces of every queue.
@@ -111,19 +111,29 @@ def run_coroutine_threadsafe(coro: Coroutine[Any, Any, Any],
         future: concurrent.futures.Future[Any] = original(coro, loop)
         return future
     seen = crossing.sent("run_coroutine_threadsafe", THREAD_TO_LOOP, bridge._name_of(coro))
+    followed = "step" in seen.marks  # a debugger steps into it
     try:
-        future = original(crossing.arrive(coro, seen), loop)
+        future = original(crossing.arrive(coro, seen) if followed else _arrive(coro, seen),
+                          loop)
     except BaseException:
         crossing.returned(seen)
         raise
-    if "step" in seen.marks:  # a debugger follows it: the sender's wait announces it
+    if followed:  # the sender's wait announces the return, in the sender's thread
         future.__class__ = _AnnouncedFuture
         future._crossing = [seen]  # type: ignore[attr-defined]
-        return future
-    # Otherwise the call's end is its return, seen on the loop as the future is set:
-    # the sender waits no longer, whether it is in result() or not.
-    future.add_done_callback(lambda _: crossing.returned(seen))
     return future
+
+
+async def _arrive(coro: Coroutine[Any, Any, Any], seen: crossing.Crossing) -> Any:
+    """`crossing.arrive`, which also announces the sender's return as the coroutine
+    ends, just before the future is set: the sender waits no longer from then on,
+    whether it is in result() or not, and the loop does no more for it."""
+    crossing.taken(seen)
+    try:
+        return await coro
+    finally:
+        crossing.finished(seen)
+        crossing.returned(seen)
 
 
 _ARRIVE: Final[CodeType] = crossing.arrive.__code__
