@@ -519,3 +519,19 @@ def test_run_timeline_draws_the_programs_crossings(tmp_path: Path) -> None:
     assert (done.returncode, done.stdout) == (5, "hello, ada\nhello, bob\n"), done.stderr
     names = [event.get("name") for event in json.loads(picture.read_text())["traceEvents"]]
     assert names.count("run_coroutine_threadsafe thread->loop greet") >= 2, names
+
+
+def test_the_program_sees_what_python_gives_it(tmp_path: Path) -> None:
+    program = tmp_path / "introspect.py"
+    program.write_text(
+        "import os, sys\n"
+        "print(sys.argv[1:], __name__, sys.path[0] == os.path.dirname(os.path.abspath("
+        "__file__)), sys.modules['__main__'].__file__ == __file__)\n"
+        "print(sys.stdin.readline().strip())\n"
+        "sys.exit('bye')\n")
+    plain = subprocess.run([sys.executable, str(program), "a", "-b"], input="line\n",
+                           capture_output=True, text=True, timeout=2 * UNIT, check=False)
+    ours = guessgame("run", str(program), "a", "-b", stdin="line\n")
+    assert (ours.returncode, ours.stdout, ours.stderr) == (
+        plain.returncode, plain.stdout, plain.stderr) == (1, "['a', '-b'] __main__ True True\n"
+                                                          "line\n", "bye\n")

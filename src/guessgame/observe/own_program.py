@@ -92,10 +92,9 @@ def as_main(program: Program) -> Iterator[None]:
     """sys.argv and sys.path[0] as python sets them for the program, restored after."""
     saved_argv, saved_path = sys.argv[:], sys.path[:]
     sys.argv[:] = program.argv
-    if program.module:
-        sys.path.insert(0, os.getcwd())
-    else:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(program.target)))
+    # python's first entry on the path: the script's folder, or for -m the current one.
+    sys.path[0] = (os.getcwd() if program.module
+                   else os.path.dirname(os.path.abspath(program.target)))
     try:
         yield
     finally:
