@@ -535,3 +535,22 @@ def test_the_program_sees_what_python_gives_it(tmp_path: Path) -> None:
     assert (ours.returncode, ours.stdout, ours.stderr) == (
         plain.returncode, plain.stdout, plain.stderr) == (1, "['a', '-b'] __main__ True True\n"
                                                           "line\n", "bye\n")
+
+
+def test_stepping_to_the_end_stops_only_in_the_programs_own_lines() -> None:
+    program = "loop_thread.py"
+    pdb = debug_program(program)
+    try:
+        pdb.reply(f"break {program}:{line_of(program, 'loop.call_soon_threadsafe(loop.stop)')}")
+        pdb.command("continue")
+        pdb.reply("clear 1")
+        text = ""
+        for _ in range(20):  # the loop's stop, thread's join and loop's close, then the end
+            text = pdb.command_until("step", PROMPT_OR_END)
+            if "exited with status" in text:
+                break
+            stops = [line for line in text.splitlines() if line.startswith("> ")]
+            assert all(program in line for line in stops), text
+        assert "guessgame debug: the program exited with status 5" in text, text
+    finally:
+        pdb.close()
