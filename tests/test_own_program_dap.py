@@ -40,8 +40,8 @@ def plain(name: str) -> ModuleType:
     return module
 
 
-feeders, blocking_calls, janus_pipeline = (plain("feeders"), plain("blocking_calls"),
-                                           plain("janus_pipeline"))
+feeders, blocking_calls, janus_pipeline, loop_thread = (
+    plain("feeders"), plain("blocking_calls"), plain("janus_pipeline"), plain("loop_thread"))
 
 CASES = {
     "feeders": (["1"], 3, "tally: [(0, 0)]",
@@ -53,6 +53,9 @@ CASES = {
     "own pool": ([], 4, "own pool: 6729190ca312",
                  Across(blocking_calls.main, "run_in_executor(pool", blocking_calls.checksum,
                         "hashers_0", "-", True)),
+    "run_forever": ([], 5, "hello, bob",
+                    Across(loop_thread.main, "run_coroutine_threadsafe(", loop_thread.greet,
+                           "loop-runner", "greet from MainThread", True)),
     "janus": ([], 0, "served 3",
               Across(janus_pipeline.produce, "requests.put(word)", janus_pipeline.consume,
                      "MainThread", "Task-1", False)),
