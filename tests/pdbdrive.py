@@ -40,11 +40,12 @@ class Stop:
 
 
 class Debugged:
-    def __init__(self, args: list[str], timeout: float = 2 * UNIT) -> None:
+    def __init__(self, args: list[str], timeout: float = 2 * UNIT,
+                 cwd: str | os.PathLike[str] | None = None) -> None:
         self.timeout = timeout
         self.process = subprocess.Popen(
             [sys.executable, "-m", "guessgame", "debug", *args], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, cwd=cwd)
         self._out: list[str] = []
         self._seen = 0
         self._arrived = threading.Condition()
@@ -106,6 +107,11 @@ class Debugged:
     def command(self, command: str) -> Stop:
         self.send(command)
         return self.stop()
+
+    def command_until(self, command: str, found: re.Pattern[str]) -> str:
+        """What the program printed after `command`, up to `found`."""
+        self.send(command)
+        return self._wait_for(found)
 
     def reply(self, command: str) -> str:
         """The output of a command that does not move the program."""

@@ -147,7 +147,9 @@ def test_vscode_launch_runs_each_command_at_each_named_stage() -> None:
         assert kept_out >= {"guessgame.bridge", "guessgame.workers", "guessgame.crossing",
                             "guessgame.observe", "asyncio", "concurrent.futures",
                             "threading"}, entry["name"]
-    [entry] = [e for e in launch["configurations"] if e.get("module") == "guessgame"]
+    [own] = [e for e in launch["configurations"] if e["args"][:1] == ["run"]]
+    assert own["module"] == "guessgame" and own["args"] == ["run", "${file}"]
+    [entry] = [e for e in launch["configurations"] if e is not own]
     picks = {put["id"]: [o if isinstance(o, str) else o["value"] for o in put["options"]]
              for put in launch["inputs"] if put["type"] == "pickString"}
     assert set(picks["stage"]) == set(stages)

@@ -13,7 +13,16 @@ from collections.abc import Sequence
 from guessgame import app, config, observe, outputs
 from guessgame.bench import command as bench
 from guessgame.config import ConfigError, Settings
-from guessgame.observe import debugging, drawing, loopwatch, threadpdb, timeline, trace, waitgraph
+from guessgame.observe import (
+    debugging,
+    drawing,
+    loopwatch,
+    own_program,
+    threadpdb,
+    timeline,
+    trace,
+    waitgraph,
+)
 from guessgame.protocol import (
     OURS,
     VOCABULARIES,
@@ -110,7 +119,22 @@ def build_parser() -> argparse.ArgumentParser:
                     "a step into a bridge crossing lands on the other side, one thread at a "
                     "time has the prompt, and `threads`, `tasks` and `waits` show the rest.")
     debug.add_argument("argv", nargs=argparse.REMAINDER, metavar="COMMAND ...",
-                       help="the guessgame command and its options")
+                       help="the guessgame command and its options; or PROGRAM.py [ARGS...] "
+                            "or -m MODULE [ARGS...], a program of your own, taken as "
+                            "`python -m pdb` takes it")
+    debug.add_argument("-m", dest="module", metavar="MODULE",
+                       help="debug library module MODULE as a script, as python -m does")
+    own = commands.add_parser(
+        "run", parents=[common], help="run a program of your own under the observers",
+        description="Run PROGRAM.py (or -m MODULE) as python would, with its own argv, "
+                    "stdin, stdout and exit status, while asyncio.run_coroutine_threadsafe, "
+                    "loop.run_in_executor (asyncio.to_thread), janus queues and every loop it "
+                    "runs announce their crossings: --trace and --timeline show them, "
+                    "SIGUSR1 prints who waits on whom on stderr.")
+    own.add_argument("-m", dest="module", metavar="MODULE",
+                     help="run library module MODULE as a script, as python -m does")
+    own.add_argument("argv", nargs=argparse.REMAINDER, metavar="PROGRAM.py [ARGS...]",
+                     help="the program and its arguments")
     bench.add_parser(commands)
     return parser
 
@@ -125,18 +149,27 @@ def settings_from(args: argparse.Namespace) -> Settings:
 _handler: logging.Handler | None = None
 
 
-def configure_logging(quiet: bool) -> None:
+def program_from(parser: argparse.ArgumentParser, argv: list[str]) -> own_program.Program:
+    try:
+        return own_program.parse(argv)
+    except own_program.UsageError as error:
+        parser.error(str(error))
+
+
+def configure_logging(quiet: bool, name: str = "") -> None:
     # main() may run many times in one process (tests do): replace the handler rather
     # than stack another, bound to a stderr that may since have been closed.
     global _handler
-    root = logging.getLogger()
-    if _handler is not None:
-        root.removeHandler(_handler)
+    for logger in (logging.getLogger(), logging.getLogger("guessgame")):
+        if _handler is not None:
+            logger.removeHandler(_handler)
+    root = logging.getLogger(name)
     _handler = outputs.StderrHandler()
     _handler.addFilter(_add_session)
     _handler.setFormatter(logging.Formatter("guessgame%(session)s: %(message)s"))
     root.addHandler(_handler)
     root.setLevel(logging.WARNING if quiet else logging.INFO)
+    logging.getLogger("guessgame").propagate = not name
 
 
 def _add_session(record: logging.LogRecord) -> bool:
@@ -172,7 +205,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return list_stages(settings)
     # play is a client whose failures must be one line on stderr, so it names its
     # config only when asked to show more.
-    if args.command != "play" or settings.trace or settings.debug:
+    if args.command != "run" and (args.command != "play" or settings.trace or settings.debug):
         logging.getLogger("guessgame").info("%s", settings.describe())
     if settings.trace:
         trace.add_sink(trace.stream_sink())
@@ -205,6 +238,8 @@ def run_traced(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_command(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "run":
+        return own_program.run(args.program, settings.debug)
     if args.command == "demo":
         return app.demo(settings, args.seed, sys.stdout)
     if args.command == "serve":
@@ -218,10 +253,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(without_separator(sys.argv[1:] if argv is None else argv))
     if args.command == "debug":
+        if args.module:
+            return threadpdb.run_program(program_from(parser, ["-m", args.module, *args.argv]))
         if not args.argv or args.argv[0] == "debug":
             parser.error("debug needs a command to run, e.g. `guessgame debug demo`")
+        if own_program.looks_like_program(args.argv[0]):
+            return threadpdb.run_program(program_from(parser, args.argv))
         return threadpdb.run(args.argv)
-    configure_logging(args.quiet)
+    if args.command == "run":
+        args.program = program_from(parser, ["-m", args.module, *args.argv] if args.module
+                                    else args.argv)
+    # A program of its own keeps the root logger: only guessgame's messages are ours.
+    configure_logging(args.quiet, "guessgame" if args.command == "run" else "")
     observe.attach_defaults()
     try:
         settings = settings_from(args)

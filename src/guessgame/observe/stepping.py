@@ -33,7 +33,8 @@ PLUMBING = (
     "guessgame.observe.*", "asyncio", "asyncio.*", "concurrent", "concurrent.*", "threading",
     "janus", "janus.*", "selectors", "queue", "contextlib", "contextvars", "weakref",
     "_weakrefset", "functools", "logging", "logging.*", "uvloop", "uvloop.*",
-    "namedtuple_*", "bdb", "pdb", "cmd", "traceback", "linecache", "tokenize",
+    "namedtuple_*", "bdb", "pdb", "cmd", "traceback", "linecache", "tokenize", "runpy",
+    "socket",
 )
 """Modules a step never stops in (pdb's `skip=`): what carries the work, not the work."""
 

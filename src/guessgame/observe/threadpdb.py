@@ -14,17 +14,19 @@ from __future__ import annotations
 import asyncio
 import bdb
 import collections
+import contextlib
 import inspect
 import os
 import pdb
 import sys
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 from typing import Any
 
 from guessgame import crossing, observe
-from guessgame.observe import debugging, stepping, trace, waitgraph
+from guessgame.observe import debugging, own_program, stepping, trace, waitgraph
 
 
 def _nowhere() -> FrameType:
@@ -36,22 +38,65 @@ _NOWHERE = _nowhere()
 
 
 class Console:
-    """One prompt at a time, first come first served."""
+    """One prompt at a time, first come first served; but a step across a bridge is
+    followed before the others.
+
+    A thread that leaves the prompt with a step lets the threads waiting for it go first,
+    unless its step crosses a bridge: then the far side's stop, the steps within the work
+    there, and the sender's stop once the crossing is over (`first`) come before them.
+    Until a stepping thread shows which (it stops, or announces a crossing: `hold()`),
+    the others wait, for STEP_PENDING seconds at most; a crossing holds them for
+    STEP_HOLD seconds at most, in case the work runs on without stopping.
+    """
+
+    STEP_PENDING = 0.2
+    STEP_HOLD = 2.0
 
     def __init__(self) -> None:
         self._turns: collections.deque[int] = collections.deque()
         self._changed = threading.Condition()
+        self._at_prompt: int | None = None
+        self._stepper: int | None = None  # the thread that last left the prompt stepping
+        self._held_until = 0.0
 
-    def __enter__(self) -> None:
+    @contextlib.contextmanager
+    def turn(self, first: bool, stepping: Callable[[], bool]) -> Iterator[None]:
+        """Hold the prompt inside; `first`: this stop is where a step across went.
+        `stepping` says, as the prompt is left, whether the user stepped."""
         me = threading.get_ident()
         with self._changed:
-            self._turns.append(me)
-            self._changed.wait_for(lambda: self._turns[0] == me)
+            if not first and me == self._stepper:  # a step that crossed nothing
+                self._stepper, self._held_until = None, 0.0
+                self._changed.notify_all()
+            if first and self._at_prompt is None:
+                self._turns.appendleft(me)
+            elif first:
+                self._turns.insert(1, me)
+            else:
+                self._turns.append(me)
+            while not (self._turns[0] == me
+                       and (first or time.monotonic() >= self._held_until)):
+                self._changed.wait(max(self._held_until - time.monotonic(), 0.01)
+                                   if self._turns[0] == me else None)
+            self._at_prompt = me
+            self._stepper, self._held_until = None, 0.0
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._turns.remove(me)
+                self._at_prompt = None
+                if stepping():
+                    self._stepper = me
+                    self._held_until = time.monotonic() + self.STEP_PENDING
+                self._changed.notify_all()
 
-    def __exit__(self, *exc: object) -> None:
+    def hold(self) -> None:
+        """The stepping thread crosses a bridge, or ends the work it stepped into: the
+        next prompt is where the step goes on."""
         with self._changed:
-            self._turns.popleft()
-            self._changed.notify_all()
+            if self._stepper == threading.get_ident():
+                self._held_until = time.monotonic() + self.STEP_HOLD
 
     def queue(self) -> list[int]:
         with self._changed:
@@ -94,6 +139,8 @@ class ThreadPdb(pdb.Pdb):
         self.landing = False  # a call stepped into, not yet on its first line
         self.announce: stepping.Follow | None = None  # said at the landing stop
         self.resumed = "step"
+        self.resuming: FrameType | None = None  # a sender's coroutine, released
+        self.released = False  # a sender going on after a crossing stepped into
 
     def stop_info(self, stopframe: Any, returnframe: Any = None, lineno: int = 0) -> None:
         """bdb's stepping state: stop at `stopframe`'s lines from `lineno` (-1: never),
@@ -114,7 +161,11 @@ class ThreadPdb(pdb.Pdb):
                     and _current_task() is not self.step_task)
 
     def user_call(self, frame: FrameType, argument_list: Any) -> None:
-        if not self.landing:  # a step across lands on the first line, not on the def
+        # A step across lands on the first line, not on the def; a sender's coroutine
+        # going on after the crossing stops on its next line, not where it resumes.
+        if frame is self.resuming:
+            self.resuming = None
+        elif not self.landing:
             super().user_call(frame, argument_list)
 
     def user_line(self, frame: FrameType) -> None:
@@ -136,7 +187,10 @@ class ThreadPdb(pdb.Pdb):
     # --- the prompt ---------------------------------------------------------------
 
     def interaction(self, frame: FrameType | None, tb: Any) -> None:
-        with self.debugger.console:
+        first = (self.announce is not None or self.following is not None or self.released
+                 or self.scope is not None)
+        self.released = False
+        with self.debugger.console.turn(first, lambda: self.resumed == "step"):
             self.step_task = _current_task()
             self.resumed = "step"
             where = trace.here()
@@ -237,6 +291,7 @@ class PdbBackend(stepping.Backend):
         return own is not None and own.stopframe is None and not own.quitting
 
     def hold(self, follow: stepping.Follow) -> None:
+        self.debugger.console.hold()
         own = self.debugger.for_this_thread()
         follow.handle = own
         follow.origin.f_trace = own.trace_dispatch
@@ -272,6 +327,7 @@ class PdbBackend(stepping.Backend):
         if own is None or own.scope is None or own.scope.follow is not follow:
             return
         follow.resume = own.resumed
+        self.debugger.console.hold()
         stopframe, returnframe, stoplineno = own.scope.saved
         own.scope = None
         own.landing = False
@@ -286,12 +342,14 @@ class PdbBackend(stepping.Backend):
         own = follow.handle
         if not isinstance(own, ThreadPdb):
             return
+        own.released = follow.resume != "continue"
         if follow.resume == "continue":
             own.set_continue()
         elif follow.origin.f_code.co_flags & inspect.CO_COROUTINE:
             # bdb ignores a coroutine's return under `next` (it may be a suspension):
             # step, in the sender's task, to its next line or its caller's.
             own.step_task = follow.task
+            own.resuming = follow.origin
             own.stop_info(None, None)
         else:
             own.stop_info(follow.origin, None)  # as `next` from the crossing line
@@ -302,6 +360,24 @@ def run(argv: Sequence[str]) -> int:
     command's first line, as `python -m pdb` does."""
     from guessgame import cli  # the command line runs under the debugger, so late
 
+    return _debugged(lambda main: main.runcall(cli.main, [*argv, "--debug"]) or 0)
+
+
+def run_program(program: own_program.Program) -> int:
+    """Run a program of one's own under the thread-aware pdb, with the stdlib's bridges
+    announced at the seam, stopping first at the program's first line, as `python -m pdb`
+    does."""
+
+    def debug(main: ThreadPdb) -> int:
+        main.mainpyfile = main.canonic(own_program.main_file(program))
+        main._wait_for_mainpyfile = True  # pdb's own: no stop before the program's first line
+        with own_program.instrumented():
+            return own_program.execute(program, main.runcall)
+
+    return _debugged(debug)
+
+
+def _debugged(body: Callable[[ThreadPdb], int]) -> int:
     debugger = Debugger()
     observe.attach_defaults()  # before the step-across: it reads the names they set
     step_across = stepping.StepAcross(PdbBackend(debugger))
@@ -311,7 +387,7 @@ def run(argv: Sequence[str]) -> int:
     main = debugger.for_this_thread()
     status = 1
     try:
-        status = main.runcall(cli.main, [*argv, "--debug"]) or 0
+        status = body(main)
     except bdb.BdbQuit:
         pass
     finally:

@@ -100,8 +100,12 @@ def _key(party: Party | None) -> Any:
     return (kind, what)
 
 
-_OWN_FILES: Final = (__file__, os.path.join(os.path.dirname(__file__), "debugging.py"))
-_LOCK_FILE: Final = waits.__file__
+_OWN_FILES: Final = (__file__, os.path.join(os.path.dirname(__file__), "debugging.py"),
+                     os.path.join(os.path.dirname(__file__), "own_program.py"))
+_NOT_PROGRAM: Final = (waits.__file__, os.path.join(os.path.dirname(__file__),
+                                                    "stdlib_bridges.py"))
+"""Files of ours a wait passes through, as library code does: the lock, the bridges'
+announcing replacements."""
 _STDLIB: Final = (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"])
 _HERE: Final = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -118,7 +122,7 @@ def _short(filename: str) -> str:
 def _is_ours(filename: str) -> bool:
     """Program code, as opposed to the library it waits in (this module's lock too)."""
     return (not any(filename.startswith(root) for root in _STDLIB)
-            and "site-packages" not in filename and filename != _LOCK_FILE)
+            and "site-packages" not in filename and filename not in _NOT_PROGRAM)
 
 
 def where(frames: list[FrameType]) -> str:
