@@ -79,9 +79,9 @@ def results_store(settings: Settings, path: str | None,
     session has ended, so that their last games are written. `throwaway`: a database
     in a temporary directory instead, removed with it."""
     if throwaway:
-        with tempfile.TemporaryDirectory(prefix="guessgame-demo-") as folder:
-            with results_store(settings, str(Path(folder, "results.sqlite3"))) as store:
-                yield store
+        with tempfile.TemporaryDirectory(prefix="guessgame-demo-") as folder, \
+                results_store(settings, str(Path(folder, "results.sqlite3"))) as store:
+            yield store
         return
     if path is None:
         yield None

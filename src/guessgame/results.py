@@ -124,13 +124,18 @@ def prepare(path: str) -> None:
     if target.exists() and not os.access(target, os.R_OK | os.W_OK):
         raise ResultsError(f"results {path}: cannot read and write the file")
     try:
-        connection = _connect(path)
-        try:
-            _ensure_schema(connection, path)
-        finally:
-            connection.close()
+        connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
+    except sqlite3.Error as error:
+        raise ResultsError(f"results {path}: cannot open or create: {error}") from None
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+        _ensure_schema(connection, path)
+    except sqlite3.OperationalError as error:  # locked past the busy timeout, read-only...
+        raise ResultsError(f"results {path}: cannot use: {error}") from None
     except sqlite3.DatabaseError as error:
         raise ResultsError(f"results {path}: not a results database: {error}") from None
+    finally:
+        connection.close()
 
 
 def _ensure_schema(connection: sqlite3.Connection, path: str) -> None:
