@@ -172,7 +172,7 @@ class Store:
         self._idle_timeout = idle_timeout
         self._bound = bound
         self._flush_interval = flush_interval
-        self._lock = threading.Condition()
+        self._lock = threading.Condition(threading.Lock())
         self._buffer: collections.deque[Played] = collections.deque()
         self._writer: threading.Thread | None = None
         self._retired: threading.Thread | None = None  # the last writer that exited
