@@ -201,6 +201,12 @@ def test_every_game_is_recorded_once_through_reloads(tmp_path: Path) -> None:
                 assert client.wait(timeout=DEADLINE) == 0
                 assert client.stdout is not None
                 client.stdout.close()
+        before = len(server.log())
+        server.flavours()  # SIGUSR2: the store's line follows the flavour table
+        shown = server.wait_for_line(lambda line: line.startswith("guessgame: results "),
+                                     "the store's line", before)
+        written, waiting, dropped = (int(word) for word in shown.split() if word.isdigit())
+        assert (written + waiting, dropped) == (30, 0), shown
     assert count(path) == count(path, "outcome = 'CORRECT'") == total == 30
 
 
