@@ -335,3 +335,18 @@ def test_the_store_runs_on_a_pool_of_its_own_that_retires_when_idle(tmp_path: Pa
     assert not [t for t in threading.enumerate()
                 if t.name.startswith(("blocking-", results.WRITER_NAME))]
     assert len(rows(path)) == 2
+
+
+@pytest.mark.parametrize("stage", ["all-threads", "async-connection", "async-session",
+                                   "async-server", "all-async"])
+def test_demo_trace_shows_the_store_reached_through_run_in_executor_once_sessions_are_async(
+        stage: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "guessgame", "demo", "--seed", "1", "-q",
+                           "--trace", "--config", str(CONFIG), "--stage", stage],
+                          capture_output=True, text=True, timeout=2 * UNIT)
+    assert done.returncode == 0, done.stderr
+    crossings = [line.split("\t")[-1] for line in done.stderr.splitlines()
+                 if "Store.record" in line]
+    async_sessions = stage in ("async-session", "async-server", "all-async")
+    # One per game: the demo plays two.
+    assert crossings == ["run_in_executor loop->thread Store.record"] * 2 * async_sessions

@@ -227,7 +227,7 @@ def test_two_serve_processes_on_one_file_both_record_everything(tmp_path: Path) 
 
 def test_kill_9_loses_at_most_the_games_of_the_last_flush_interval(tmp_path: Path) -> None:
     """Measured: every game that ended more than FLUSH_INTERVAL (plus the time a write
-    takes) before SIGKILL is in the database."""
+    takes) before SIGKILL is in the database; `-s` prints the figure."""
     path = tmp_path / "r.sqlite3"
     server = LiveServe(_written(tmp_path / "k.toml", config_text("async-session")),
                        "--results", str(path), "--no-reports")
@@ -249,7 +249,9 @@ def test_kill_9_loses_at_most_the_games_of_the_last_flush_interval(tmp_path: Pat
     oldest_lost = killed - missing[0] if missing else 0.0
     print(f"kill -9: {len(missing)} of {len(ended)} games lost, the oldest ended "
           f"{oldest_lost * 1000:.0f} ms before the kill")
-    assert oldest_lost <= results.FLUSH_INTERVAL + 0.1
+    # Besides the interval: the write in progress, and the server reading the last lines
+    # after the client sent them, which a loaded machine stretches.
+    assert oldest_lost <= results.FLUSH_INTERVAL + UNIT / 10
 
 
 def _written(path: Path, text: str) -> Path:
