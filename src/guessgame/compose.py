@@ -142,7 +142,8 @@ class System:
         a full buffer's wait never holds a worker another purpose needs, and the pool's
         workers retire when idle, as the loop's default executor's never do."""
         assert self._recording is not None
-        await self.bridge.run_in_thread("results", self._recording.store.record, game)
+        await self.bridge.run_in_thread("results", self._recording.store.record, game,
+                                        max_workers=results.WORKERS)
 
     # --- client side -----------------------------------------------------------------
 

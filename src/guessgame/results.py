@@ -84,6 +84,10 @@ RETRY_DELAY: Final = 0.2
 STOP_FLUSH: Final = 5.0
 """Seconds `close()` and a reload wait for the buffer to be written."""
 DROPS_LOGGED_EVERY: Final = 5.0
+WORKERS: Final = 2
+"""Workers async sessions reach the store through. `record()` takes a lock for an
+append, so two keep up with any load; one per session would start dozens of threads
+under load, each to wait for the same lock."""
 IDLE_TIMEOUT: Final = 10.0
 WRITER_NAME: Final = "results writer"
 
