@@ -103,8 +103,8 @@ def test_a_database_locked_by_another_process_delays_the_games_and_loses_none(
         started = time.monotonic()
         for n in range(25):
             store.record(game(n))
-        # Never longer than RECORD_WAIT per game, whatever the lock.
-        assert time.monotonic() - started < 5 * results.RECORD_WAIT + UNIT / 5
+        # RECORD_WAIT in all once the buffer is full, not per game, whatever the lock.
+        assert time.monotonic() - started < 2 * results.RECORD_WAIT + UNIT / 10
         assert store.dropped == 5
         eventually(lambda: "database is locked" in caplog.text, "the failed write's warning")
         assert not store.flush(0.1)  # still locked

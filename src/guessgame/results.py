@@ -21,8 +21,9 @@ lets two processes write one file by turns.
 Policies:
 
 - Buffer full (the database is locked or the disk full for long): `record()` waits
-  up to RECORD_WAIT for room, then drops the game and counts it (`dropped`); a warning
-  says how many, at most once every DROPS_LOGGED_EVERY seconds.
+  for room until RECORD_WAIT after the buffer filled, then drops the game and counts
+  it (`dropped`); a warning says how many, at most once every DROPS_LOGGED_EVERY
+  seconds. So no caller waits longer than RECORD_WAIT, however many queue.
 - A failed write (locked past the busy timeout, disk full, I/O error) keeps its games
   in the buffer and is tried again after RETRY_DELAY on a fresh connection; a warning
   says why, at most once every DROPS_LOGGED_EVERY seconds.
@@ -181,6 +182,7 @@ class Store:
         self._writer: threading.Thread | None = None
         self._retired: threading.Thread | None = None  # the last writer that exited
         self._hurry = False  # a flush or close waits: write without gathering
+        self._full_since: float | None = None  # when the buffer last filled up
         self._closed = False
         self.written = 0
         self.dropped = 0
@@ -198,7 +200,12 @@ class Store:
     def record(self, game: Played) -> None:
         """Buffer `game` for the writer; past RECORD_WAIT without room, drop it."""
         with self._lock:
-            deadline = time.monotonic() + RECORD_WAIT
+            if len(self._buffer) >= self._bound and self._full_since is None:
+                self._full_since = time.monotonic()
+            # Measured from when the buffer filled, not from this call: callers queued
+            # behind each other (async sessions on the store's two workers) then wait
+            # RECORD_WAIT in all, not RECORD_WAIT each.
+            deadline = (self._full_since or 0.0) + RECORD_WAIT
             while len(self._buffer) >= self._bound and not self._closed:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -327,6 +334,7 @@ class Store:
             for _ in batch:  # record() appends on the right only; these are the oldest
                 self._buffer.popleft()
             self.written += len(batch)
+            self._full_since = None
             self._lock.notify_all()
         return True
 
