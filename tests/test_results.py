@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from guessgame import app, cli, outcomes, results
+from guessgame import app, cli, config, outcomes, results
 from guessgame.bridge import Bridge
-from guessgame.config import Layers, Settings
+from guessgame.config import ConfigError, Layers, Settings
 from guessgame.live.host import ServerHost
 from guessgame.outcomes import Played, Scorekeeper
 from guessgame.protocol import Guesser
@@ -354,3 +354,26 @@ def test_demo_trace_shows_the_store_reached_through_run_in_executor_once_session
     async_sessions = stage in ("async-session", "async-server", "all-async")
     # One per game: the demo plays two.
     assert crossings == ["run_in_executor loop->thread Store.record"] * 2 * async_sessions
+
+
+@pytest.mark.parametrize("value", ["5", '""', "true"])
+def test_the_results_key_must_be_a_path(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "r.toml"
+    path.write_text(f"[guessgame]\nresults = {value}\n[stages]\nall-threads = []\n")
+    with pytest.raises(ConfigError, match='results must be a file path or "none"'):
+        config.load(str(path))
+
+
+def test_serve_takes_the_results_path_from_the_flag_then_the_config_then_the_default(
+        tmp_path: Path) -> None:
+    path = tmp_path / "r.toml"
+    path.write_text('[guessgame]\nresults = "kept.sqlite3"\n[stages]\nall-threads = []\n')
+    configured = config.load(str(path))
+    parser = cli.build_parser()
+    pick = cli.results_path
+    assert pick(parser.parse_args(["serve"]), Settings()) == results.DEFAULT_PATH
+    assert pick(parser.parse_args(["serve"]), configured) == "kept.sqlite3"
+    assert pick(parser.parse_args(["serve", "--results", "x"]), configured) == "x"
+    assert pick(parser.parse_args(["serve", "--results", "none"]), configured) is None
+    assert pick(parser.parse_args(["demo"]), configured) is None  # a throwaway store
+    assert pick(parser.parse_args(["results"]), configured) == "kept.sqlite3"
