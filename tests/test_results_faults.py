@@ -257,3 +257,68 @@ def test_kill_9_loses_at_most_the_games_of_the_last_flush_interval(tmp_path: Pat
 def _written(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+RECONNECTING = r"""
+import json, socket, sys, threading
+port, players = int(sys.argv[1]), int(sys.argv[2])
+stop, played, errors = threading.Event(), [0] * players, []
+def play(me):
+    try:
+        while not stop.is_set():  # one game per connection
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                lines = sock.makefile("rw", encoding="utf-8", newline="\n")
+                lines.write("PARAMS 1 3\n")
+                while True:
+                    lines.write("NUMBER\n"); lines.flush()
+                    if int(lines.readline()) == 2:
+                        break
+                    lines.write("REPORT UNSURE\n")
+                lines.write("REPORT CORRECT\n"); lines.flush()
+                played[me] += 1
+    except Exception as error:
+        errors.append(repr(error))
+threads = [threading.Thread(target=play, args=(me,)) for me in range(players)]
+for thread in threads:
+    thread.start()
+print("playing", flush=True)
+sys.stdin.readline()
+stop.set()
+for thread in threads:
+    thread.join()
+print(json.dumps({"played": sum(played), "errors": errors}), flush=True)
+"""
+
+
+def test_20_reloads_through_every_stage_with_40_clients_reconnecting_record_each_game_once(
+        tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite3"
+    cycle = [*STAGES, *STAGES[-2:0:-1]]  # all-threads ... all-async ... async-connection
+    with live_serve(tmp_path / "g.toml", config_text(STAGES[0]), "--results", str(path),
+                    "--no-reports") as server:
+        players = subprocess.Popen([sys.executable, "-c", RECONNECTING, str(server.port), "40"],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert players.stdin is not None and players.stdout is not None
+        try:
+            assert players.stdout.readline() == "playing\n"
+            for step in range(1, 21):
+                server.reload(config_text(cycle[step % len(cycle)]))
+            players.stdin.write("\n")
+            players.stdin.flush()
+            outcome = json.loads(players.stdout.readline())
+            assert players.wait(timeout=DEADLINE) == 0
+        finally:
+            if players.poll() is None:
+                players.kill()
+                players.wait()
+            players.stdin.close()
+            players.stdout.close()
+    assert outcome["errors"] == []
+    assert outcome["played"] > 40
+    assert count(path) == count(path, "outcome = 'CORRECT'") == outcome["played"]
+    connection = sqlite3.connect(path)
+    try:
+        stages = connection.execute("SELECT COUNT(DISTINCT stage) FROM games").fetchone()[0]
+    finally:
+        connection.close()
+    assert stages == len(STAGES)  # each generation served some of the games
