@@ -15,7 +15,8 @@ again by the next `record()`.
 
 The file is in WAL mode with `synchronous=NORMAL`: a process killed with SIGKILL loses
 at most the games still in the buffer, those ended within the last FLUSH_INTERVAL (and
-the write in progress); a committed batch survives. The busy timeout (BUSY_TIMEOUT)
+the write in progress; migration_plan.md has the measured figure); a committed batch
+survives. The busy timeout (BUSY_TIMEOUT)
 lets two processes write one file by turns.
 
 Policies:
