@@ -84,6 +84,13 @@ def bridge(request: pytest.FixtureRequest) -> Iterator[Bridge]:
 
 
 @pytest.fixture(autouse=True)
+def in_own_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test runs in a directory of its own, and so does every process it starts:
+    `serve` records its games in ./guessgame-results.sqlite3 unless told otherwise."""
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(autouse=True)
 def no_leaked_threads() -> Iterator[None]:
     """Every thread a test's system started must have ended when the test ends."""
     before = set(threading.enumerate())

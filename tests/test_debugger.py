@@ -40,6 +40,7 @@ from crossing_lines import (
     RUN_SESSION,
     SEND,
     SESSION,
+    STORE,
     statement_lines,
 )
 from guessgame import cli, config, protocol
@@ -231,7 +232,7 @@ def test_pdb_reaches_threads_already_running_from_python_3_12() -> None:
 ACROSS = {
     "async-connection": {"open": OPEN, "send": SEND, "read": READ},
     "async-session": {"session": RUN_SESSION, "send": SEND, "read": READ,
-                      "report": REPORT_FROM_LOOP},
+                      "report": REPORT_FROM_LOOP, "results": STORE},
     "async-server": {"connect": CONNECT, "send": SEND, "read": READ},
     "server": {"session": RUN_BLOCKING, "report": REPORT_FROM_THREAD},
 }

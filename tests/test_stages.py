@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from guessgame import app
+from guessgame import app, results
 from guessgame.bridge import LOOP_THREAD_NAME, Bridge
 from guessgame.config import CLIENT_LAYERS, SERVER_LAYERS, Settings
 
@@ -65,6 +65,10 @@ def test_demo_runs_at_most_one_loop_in_the_right_thread(settings: Settings,
     expected = "MainThread" if layers.client else LOOP_THREAD_NAME
     assert set(observed.loop_threads) == {expected}
     if all(getattr(layers, name) for name in ("connection", "session", "client", "server")):
+        # The one blocking call left is the results store's: its worker and its writer.
+        assert set(observed.threads_started) <= {"blocking-results_0", results.WRITER_NAME}
+        observed.threads_started.clear()
+        app.demo(settings, seed=3, out=io.StringIO(), throwaway_results=False)
         assert observed.threads_started == []
 
 

@@ -13,11 +13,14 @@ flavour the acceptor is.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+import tempfile
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from pathlib import Path
 from typing import TextIO, TypeVar
 
-from guessgame import outputs
+from guessgame import outputs, results
 from guessgame.bridge import Bridge, loop_thread, new_event_loop
 from guessgame.compose import Rounds, System
 from guessgame.config import CLIENT_LAYERS, LAYERS, Settings
@@ -69,29 +72,56 @@ def client_transcript(games: Iterable[Game], rounds: Iterable[Rounds]) -> list[s
 # --- demo ------------------------------------------------------------------------------
 
 
-def demo(settings: Settings, seed: int | None, out: TextIO) -> int:
+@contextlib.contextmanager
+def results_store(settings: Settings, path: str | None,
+                  throwaway: bool = False) -> Iterator[results.Store | None]:
+    """The store at `path` (None: no store), closed on leaving the block once every
+    session has ended, so that their last games are written. `throwaway`: a database
+    in a temporary directory instead, removed with it."""
+    if throwaway:
+        with tempfile.TemporaryDirectory(prefix="guessgame-demo-") as folder, \
+                results_store(settings, str(Path(folder, "results.sqlite3"))) as store:
+            yield store
+        return
+    if path is None:
+        yield None
+        return
+    store = results.Store.open(path, settings.worker_idle_timeout)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def demo(settings: Settings, seed: int | None, out: TextIO, results_path: str | None = None,
+         throwaway_results: bool = True) -> int:
     """Server and client in one process: the server's transcript as it happens, then
     the client's. The client's lines wait for the server to stop, so the order of
-    stdout never depends on how threads or tasks were scheduled."""
+    stdout never depends on how threads or tasks were scheduled. Each game goes to
+    the store at `results_path`, or with `throwaway_results` to one removed at exit."""
     games = SEED_SCENARIO
 
     def write(line: str) -> None:
         print(line, file=out)
 
-    def in_thread(bridge: Bridge | None) -> list[Rounds]:
-        with ServerHost(settings, bridge, seed=seed, write=write) as server:
-            return System(settings, bridge).play_in_thread("127.0.0.1", server.port, games)
+    with results_store(settings, results_path, throwaway_results) as store:
 
-    async def in_task(bridge: Bridge) -> list[Rounds]:
-        server = ServerHost(settings, bridge, seed=seed, write=write)
-        await server.astart()
-        try:
-            return await System(settings, bridge).play_in_task("127.0.0.1", server.port, games)
-        finally:
-            await server.astop()
+        def in_thread(bridge: Bridge | None) -> list[Rounds]:
+            with ServerHost(settings, bridge, seed=seed, write=write, results=store) as server:
+                return System(settings, bridge).play_in_thread("127.0.0.1", server.port,
+                                                               games)
 
-    rounds = run_at_stage(settings, settings.layers.client, LAYERS, in_thread, in_task,
-                          name="demo")
+        async def in_task(bridge: Bridge) -> list[Rounds]:
+            server = ServerHost(settings, bridge, seed=seed, write=write, results=store)
+            await server.astart()
+            try:
+                return await System(settings, bridge).play_in_task("127.0.0.1", server.port,
+                                                                   games)
+            finally:
+                await server.astop()
+
+        rounds = run_at_stage(settings, settings.layers.client, LAYERS, in_thread, in_task,
+                              name="demo")
     for line in client_transcript(games, rounds):
         write(line)
     out.flush()
@@ -102,18 +132,20 @@ def demo(settings: Settings, seed: int | None, out: TextIO) -> int:
 
 
 def serve(settings: Settings, host: str, port: int, out: TextIO, quiet: bool,
-          seed: int | None = None) -> int:
+          seed: int | None = None, results_path: str | None = None) -> int:
     """Serve until SIGINT or SIGTERM; then stop everything and return 0.
 
     SIGHUP reads the config file again and moves the running server to its stage;
     SIGUSR1 prints who waits on whom, SIGUSR2 how each flavour of each layer has served
     (see live/server.py). The transcript goes to `out` through an output that never
     blocks (outputs.py), so a reader that stops reading costs reports, never games,
-    and never a stop.
+    and never a stop. Every game goes to the store at `results_path`, if given; it is
+    closed once every generation has stopped, so that a stop loses no game.
     """
     reports = None if quiet else outputs.for_stream(out)
-    server = LiveServer(settings, host, port, reports, seed)
-    server.run(lambda address: print(f"listening on {address}", file=out, flush=True))
+    with results_store(settings, results_path) as store:
+        server = LiveServer(settings, host, port, reports, seed, store)
+        server.run(lambda address: print(f"listening on {address}", file=out, flush=True))
     return 0
 
 

@@ -236,7 +236,8 @@ class Bridge:
     # --- loop -> thread ------------------------------------------------------------
 
     async def run_in_thread(self, purpose: str, fn: Callable[..., T], *args: Any,
-                            thread_name: str | None = None) -> T:
+                            thread_name: str | None = None,
+                            max_workers: int | None = None) -> T:
         """Run blocking `fn(*args)` in a worker thread serving `purpose`, and await it.
 
         run_in_executor does not carry contextvars across, so the call runs in a copy
@@ -244,7 +245,8 @@ class Bridge:
         there does not come back. threading.local values are the worker's own, never
         the caller's. The pools grow up to one worker per possible parked call, so a
         read parked by one connection never queues another connection's, and shrink
-        again as workers sit idle (see workers.py).
+        again as workers sit idle (see workers.py). `max_workers` caps the purpose's
+        pool instead, when its pool is made: for calls that never park.
 
         Cancellation: cancelling the task that awaits this call (or a timeout around
         it, such as asyncio.timeout) ends the await at once, but the worker runs `fn`
@@ -263,18 +265,18 @@ class Bridge:
         call = _NamedCall(contextvars.copy_context(), thread_name,
                           fn if seen is None else crossing.Arriving(fn, seen), args)
         try:
-            return await self.loop.run_in_executor(self._executor(purpose), call)
+            return await self.loop.run_in_executor(self._executor(purpose, max_workers), call)
         finally:
             if seen is not None:
                 crossing.returned(seen)
 
-    def _executor(self, purpose: str) -> WorkerPool:
+    def _executor(self, purpose: str, max_workers: int | None = None) -> WorkerPool:
         executor = self._executors.get(purpose)
         if executor is None:
             with self._executors_lock:
                 executor = self._executors.setdefault(
                     purpose,
-                    WorkerPool(f"blocking-{purpose}", self._max_workers,
+                    WorkerPool(f"blocking-{purpose}", max_workers or self._max_workers,
                                self._worker_idle_timeout),
                 )
         return executor

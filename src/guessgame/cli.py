@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import json
 import logging
 import os
 import resource
 import sys
 from collections.abc import Sequence
 
-from guessgame import app, config, observe, outputs
+from guessgame import app, config, observe, outputs, results
 from guessgame.bench import command as bench
 from guessgame.config import ConfigError, Settings
 from guessgame.observe import (
@@ -80,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                                            "client in one process, and print both transcripts.")
     demo.add_argument("--seed", type=int, help="seed the server's guesses; the same seed "
                                                "prints the same transcript at every stage")
+    demo.add_argument("--results", metavar="PATH",
+                      help="record each game in this SQLite file (default: a temporary one, "
+                           "removed at exit; none: record nothing)")
 
     serve = commands.add_parser("serve", parents=[common], help="serve until SIGINT or SIGTERM",
                                 description="Serve games. The first line of stdout is "
@@ -95,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "only on the seed and the connection's number (1, 2, ...)")
     serve.add_argument("--no-reports", action="store_true",
                        help="do not print the transcript of each game on stdout")
+    serve.add_argument("--results", metavar="PATH",
+                       help="record each game in this SQLite file (default: the config's "
+                            f"results, else ./{results.DEFAULT_PATH}; none: record nothing)")
 
     play = commands.add_parser("play", parents=[common], help="play one game against a server",
                                description="Play one game against any server of the protocol.")
@@ -112,6 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("stages", parents=[common], help="list the stages in the config",
                         description="List every stage in the config with its async layers, "
                                     "and mark the current one.")
+    shown = commands.add_parser(
+        "results", parents=[common], help="summarise the games serve recorded",
+        description="Per stage, the games recorded, how many were CORRECT and the mean "
+                    "guesses; then the last games.")
+    shown.add_argument("--results", metavar="PATH",
+                       help=f"the SQLite file (default: the config's results, else "
+                            f"./{results.DEFAULT_PATH})")
+    shown.add_argument("--json", action="store_true", help="print one JSON object instead")
     debug = commands.add_parser(
         "debug", help="run a command under a pdb that knows threads and tasks",
         description="Run COMMAND (demo, serve, play, ...) with --debug under pdb, one per "
@@ -198,11 +214,43 @@ def list_stages(settings: Settings) -> int:
     return 0
 
 
+def results_path(args: argparse.Namespace, settings: Settings) -> str | None:
+    """The results database a command uses: --results, else (but for demo, whose default
+    is a throwaway database) the config's, else DEFAULT_PATH; None for `none`."""
+    chosen = getattr(args, "results", None)
+    if chosen is None and args.command != "demo":
+        chosen = settings.results or results.DEFAULT_PATH
+    return None if chosen == results.OFF else chosen
+
+
+def show_results(path: str | None, as_json: bool) -> int:
+    if path is None:
+        raise results.ResultsError("results: none given; pass --results PATH")
+    stages, last = results.read(path)
+    if as_json:
+        print(json.dumps({"path": path,
+                          "stages": [dataclasses.asdict(stage) for stage in stages],
+                          "last": [dataclasses.asdict(game) for game in last]}))
+        return 0
+    print(f"results in {path}: {sum(stage.games for stage in stages)} games")
+    print(f"{'stage':<34} {'games':>7} {'correct':>7} {'mean guesses':>12}")
+    for stage in stages:
+        print(f"{stage.stage:<34} {stage.games:>7} {stage.correct:>7} "
+              f"{stage.mean_guesses:>12.2f}")
+    print(f"last {len(last)} games, newest first:")
+    for game in last:
+        print(f"{game.ended_at}  {game.stage}  {game.peer}  {game.lower}..{game.upper}  "
+              f"{game.guesses} guesses  {game.outcome}")
+    return 0
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "bench":
         return bench.run_bench(args, settings)
     if args.command == "stages":
         return list_stages(settings)
+    if args.command == "results":
+        return show_results(results_path(args, settings), args.json)
     # play is a client whose failures must be one line on stderr, so it names its
     # config only when asked to show more.
     if args.command != "run" and (args.command != "play" or settings.trace or settings.debug):
@@ -241,10 +289,12 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "run":
         return own_program.run(args.program, settings.debug)
     if args.command == "demo":
-        return app.demo(settings, args.seed, sys.stdout)
+        return app.demo(settings, args.seed, sys.stdout, results_path(args, settings),
+                        throwaway_results=args.results is None)
     if args.command == "serve":
         raise_fd_limit()
-        return app.serve(settings, args.host, args.port, sys.stdout, args.no_reports, args.seed)
+        return app.serve(settings, args.host, args.port, sys.stdout, args.no_reports, args.seed,
+                         results_path(args, settings))
     game = Game(args.lower, args.upper, args.secret, args.guesses)
     return app.play(settings, args.host, args.port, game, sys.stdout, VOCABULARIES[args.words])
 
@@ -272,7 +322,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             Game(args.lower, args.upper, args.secret, args.guesses)
         if str(getattr(args, "timeline", None)).endswith((".png", ".svg")):
             drawing.require()  # before the run rather than after it
-    except ConfigError as error:
+        if args.command in ("serve", "demo") and (path := results_path(args, settings)):
+            results.prepare(path)  # before serving: a bad path is a usage error
+    except (ConfigError, results.ResultsError) as error:
         print(f"guessgame: {error}", file=sys.stderr)
         return EXIT_USAGE
     except ValueError as error:
@@ -282,6 +334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run(args, settings)
         finally:  # what the log and the trace left waiting comes before the last word
             outputs.flush_stderr_at_exit()
+    except results.ResultsError as error:  # `guessgame results` on a missing or bad file
+        print(f"guessgame: {error}", file=sys.stderr)
+        return EXIT_USAGE
     except (GameError, OSError) as error:
         print(f"guessgame: {describe_failure(error, args)}", file=sys.stderr)
         return EXIT_FAILED

@@ -12,7 +12,7 @@ import random
 import socket
 from typing import Any
 
-from guessgame import adapters
+from guessgame import adapters, results
 from guessgame.aio import client as aio_client
 from guessgame.aio import connection as aio_connection
 from guessgame.aio import session as aio_session
@@ -20,6 +20,7 @@ from guessgame.bridge import Bridge
 from guessgame.config import Layers, Settings
 from guessgame.live.flavour_stats import Meter
 from guessgame.observe import trace
+from guessgame.outcomes import Played, Scorekeeper
 from guessgame.protocol import OURS, Decision, Game, Guesser, Vocabulary
 from guessgame.reports import Reports
 from guessgame.threaded import client as threaded_client
@@ -31,17 +32,32 @@ Rounds = list[tuple[int, Decision]]
 _UNSEEDED = random.Random()
 
 
+class Recording:
+    """Where one server's finished games go, and whether that server is stopping (a
+    game its stop cuts short ends as `stopped`)."""
+
+    def __init__(self, store: results.Store) -> None:
+        self.store = store
+        self.stopping = False
+
+    def is_stopping(self) -> bool:
+        return self.stopping
+
+
 class System:
     def __init__(self, settings: Settings, bridge: Bridge | None = None,
                  reports: Reports | None = None, seed: int | None = None,
-                 layers: Layers | None = None, meter: Meter | None = None) -> None:
+                 layers: Layers | None = None, meter: Meter | None = None,
+                 recording: Recording | None = None) -> None:
         """`layers` overrides the settings' for one connection a rollout chose them for;
-        `meter` times that connection's replies for the flavour statistics."""
+        `meter` times that connection's replies for the flavour statistics; `recording`
+        takes each game its sessions finish."""
         # No check for a bridge here: a server whose only async layer is the client's
         # (or a client whose only async layers are the server's) never crosses.
         self.settings = settings
         self.layers = settings.layers if layers is None else layers
         self._meter = meter
+        self._recording = recording
         # A plain attribute, not a property: a step into `self.bridge.run_in_loop(...)`
         # then goes straight across the bridge instead of into a getter first.
         self.bridge: Bridge = bridge if bridge is not None else _NoBridge(self.layers.label)
@@ -57,6 +73,12 @@ class System:
         if self._seed is None:
             return Guesser(_UNSEEDED)
         return Guesser(random.Random(f"{self._seed}/{session_id}"))
+
+    def _scorekeeper(self, peer: str) -> Scorekeeper | None:
+        if self._recording is None:
+            return None
+        return Scorekeeper(peer, self.layers.label, results.utc_now,
+                           self._recording.is_stopping)
 
     # --- server side: one session per accepted socket --------------------------------
 
@@ -90,8 +112,11 @@ class System:
         if self._meter is not None:
             connection = self._meter.blocking(connection)
         report = self._reports.put_from_thread if self._reports else None
+        # A session thread may wait on the store: it blocks for RECORD_WAIT at most.
+        record = self._recording.store.record if self._recording else None
         try:
-            threaded_session.Session(connection, self._guesser(session_id), report).run()
+            threaded_session.Session(connection, self._guesser(session_id), report,
+                                     self._scorekeeper(connection.peer), record).run()
         finally:
             connection.close()
 
@@ -105,10 +130,20 @@ class System:
         if self._meter is not None:
             connection = self._meter.awaitable(connection)
         report = self._reports.put_from_loop if self._reports else None
+        record = self._record_from_loop if self._recording else None
         try:
-            await aio_session.Session(connection, self._guesser(session_id), report).run()
+            await aio_session.Session(connection, self._guesser(session_id), report,
+                                      self._scorekeeper(connection.peer), record).run()
         finally:
             await connection.close()
+
+    async def _record_from_loop(self, game: Played) -> None:
+        """The store blocks, so never on the loop's thread: on a pool of its own, so that
+        a full buffer's wait never holds a worker another purpose needs, and the pool's
+        workers retire when idle, as the loop's default executor's never do."""
+        assert self._recording is not None
+        await self.bridge.run_in_thread("results", self._recording.store.record, game,
+                                        max_workers=results.WORKERS)
 
     # --- client side -----------------------------------------------------------------
 

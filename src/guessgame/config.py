@@ -121,6 +121,8 @@ class Settings:
     """The same, once every connection is read on the event loop. Session threads then
     wait only on queues: a burst of 1000 peers is still answered within 2 s at 5 ms,
     and 1 ms cost about 10% more CPU per round (docs/performance.md)."""
+    results: str | None = None
+    """`serve`'s results database (`results` in [guessgame]); None: its default."""
     stages: dict[str, Layers] = field(default_factory=dict)
     rollout: dict[str, float] = field(default_factory=dict)
     """Layer -> fraction of new connections on which it runs async, overriding the
@@ -239,6 +241,11 @@ def _settings_from(table: dict[str, Any], path: Path) -> dict[str, Any]:
             raise ConfigError(f"{path}: {key} must be a positive number of seconds")
     if values.get("max_line_bytes", MAX_LINE_BYTES) < 16:
         raise ConfigError(f"{path}: max_line_bytes must be at least 16")
+    if "results" in table:
+        if not isinstance(table["results"], str) or not table["results"]:
+            raise ConfigError(f"{path}: results must be a file path or \"none\", "
+                              f"got {table['results']!r}")
+        values["results"] = table["results"]
     if "rollout" in table:
         values["rollout"] = _rollout_from(table["rollout"], path)
     return values

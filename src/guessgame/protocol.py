@@ -233,11 +233,14 @@ def describe(event: Event) -> str:
 
 @dataclass(frozen=True)
 class Step:
-    """What the session must do after one line: send `reply`, record `event`, maybe close."""
+    """What the session must do after one line: send `reply`, record `event`, maybe close.
+
+    `guess` is the number a NUMBER drew, which `reply` carries."""
 
     reply: str | None = None
     event: Event | None = None
     close: bool = False
+    guess: int | None = None
 
 
 class Draw:
@@ -330,7 +333,7 @@ class Guesser:
         assert self._draw is not None  # ACCEPTS guarantees a game; not input validation
         self._last = self._draw.next()
         self.state = State.GUESSED
-        return Step(reply=str(self._last))
+        return Step(reply=str(self._last), guess=self._last)
 
     def _report(self, word: str) -> Step:
         decision = DECISION_WORDS.get(word)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
-from guessgame import protocol
+from guessgame import outcomes, protocol
 from guessgame.aio.connection import Lines
 from guessgame.observe import trace
+from guessgame.outcomes import Played, Scorekeeper
 from guessgame.protocol import Event, Guesser, PeerClosed, ProtocolError
 
 log = logging.getLogger("guessgame.session")
@@ -22,19 +23,30 @@ class Session:
     """Feeds each received line to the guesser and carries out the step it returns."""
 
     def __init__(self, connection: Lines, guesser: Guesser,
-                 report: Callable[[Event], None] | None = None) -> None:
+                 report: Callable[[Event], None] | None = None,
+                 games: Scorekeeper | None = None,
+                 record: Callable[[Played], Awaitable[None]] | None = None) -> None:
+        """`games` turns the steps into finished games, which go to `record`."""
         self._connection = connection
         self._guesser = guesser
         self._report = report
+        self._games = games
+        self._record = record
         self._served = 0
 
     async def run(self) -> None:
         """Serve until the peer leaves or a line forces the connection closed."""
+        how = outcomes.ERROR
         try:
             while await self._serve_line():
                 pass
         except PeerClosed as gone:
+            how = outcomes.LEFT
             log.info("%s: %s", self._connection.peer, protocol.farewell(self._guesser, gone))
+        finally:
+            if self._games is not None and (game := self._games.session_ended(how)):
+                assert self._record is not None  # given together; not input validation
+                await self._record(game)
 
     async def _serve_line(self) -> bool:
         try:
@@ -46,6 +58,9 @@ class Session:
                 trace.event("session", protocol.describe(step.event))
             if self._report is not None:
                 self._report(step.event)
+        if self._games is not None and (game := self._games.after(step)):
+            assert self._record is not None
+            await self._record(game)
         if step.reply is not None:
             await self._connection.send(step.reply)
         # A line read from the buffer and a reply that fits the socket's buffer

@@ -141,6 +141,7 @@ def bench_config(settings: Settings, connections: int, directory: str) -> str:
         f"idle_timeout = {idle_timeout}",
         f"max_connections = {max(settings.max_connections, connections + 16)}",
         "uvloop = {uvloop}",
+        f'results = "{Path(directory) / "results.sqlite3"}"',  # the store on, in the temp dir
         "", "[stages]",
     ]
     lines += [f"{name!r} = {list(layers.names)!r}".replace("'", '"')

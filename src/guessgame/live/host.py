@@ -16,11 +16,13 @@ from types import TracebackType
 from guessgame import netutil
 from guessgame.aio import server as aio_server
 from guessgame.bridge import Bridge, loop_thread, run_in_new_thread
+from guessgame.compose import Recording
 from guessgame.config import SERVER_LAYERS, Settings
 from guessgame.live.flavour_stats import FlavourStats
 from guessgame.live.rollout import PerConnection
 from guessgame.outputs import Output, Write
 from guessgame.reports import Reports
+from guessgame.results import Store
 from guessgame.threaded import server as threaded_server
 
 LISTEN_BACKLOG = 4096
@@ -31,15 +33,17 @@ class ServerHost:
                  port: int = 0, seed: int | None = None,
                  write: Write | Output | None = None, *,
                  listener: socket.socket | None = None, numbers: Iterator[int] | None = None,
-                 stats: FlavourStats | None = None) -> None:
+                 stats: FlavourStats | None = None, results: Store | None = None) -> None:
         """Listen on `host:port`, or on `listener`, one a previous server handed over;
-        `numbers` and `stats` are shared by the servers that follow one another on it."""
+        `numbers`, `stats` and the `results` store are shared by the servers that
+        follow one another on it."""
         self.settings = settings
         self._bridge = bridge
         self._seed = seed
         self._write = write
         self._numbers = numbers
         self._stats = stats
+        self._recording = None if results is None else Recording(results)
         if listener is None:
             listener = netutil.listen(host, port, LISTEN_BACKLOG)
         self._listener = netutil.HeldListener(listener)
@@ -69,6 +73,7 @@ class ServerHost:
             self._start_threaded()
 
     def stop(self) -> None:
+        self._stopping()
         if self._is_async:
             assert self._bridge is not None
             self._bridge.run_in_loop(self._stop_async())
@@ -92,12 +97,18 @@ class ServerHost:
             self._start_threaded()  # only starts threads: quick enough for the loop
 
     async def astop(self) -> None:
+        self._stopping()
         if self._is_async:
             await self._stop_async()
         else:
             assert self._bridge is not None
             await self._bridge.run_in_thread("server", self._stop_threaded,
                                              thread_name="server stop")
+
+    def _stopping(self) -> None:
+        """From here on, a game cut short ends as `stopped`, not as its peer's doing."""
+        if self._recording is not None:
+            self._recording.stopping = True
 
     # --- handing the listener to the next server (a reload) ------------------------
 
@@ -119,7 +130,8 @@ class ServerHost:
     # --- the two flavours ----------------------------------------------------------
 
     def _per_connection(self, reports: Reports | None) -> PerConnection:
-        return PerConnection(self.settings, self._bridge, reports, self._seed, self._stats)
+        return PerConnection(self.settings, self._bridge, reports, self._seed, self._stats,
+                             self._recording)
 
     def _start_threaded(self) -> None:
         reports = None if self._write is None else Reports(self._write)

@@ -2,7 +2,8 @@
 
 A reload changes the stage, the rollout and the limits (which apply to connections
 accepted from then on). The process-wide options stay as they were at start: trace,
-debug and uvloop shape the event loop and the sinks, which live as long as the process.
+debug and uvloop shape the event loop and the sinks, which live as long as the process,
+and so does the results store.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ import socket
 from typing import Final
 
 from guessgame.bridge import Bridge
-from guessgame.compose import System
+from guessgame.compose import Recording, System
 from guessgame.config import ROLLOUT_LAYERS, Layers, Settings
 from guessgame.live.flavour_stats import FlavourStats, Meter
 from guessgame.observe import trace
@@ -66,8 +66,10 @@ class PerConnection:
     layers, count it for its flavours, and serve it on a System of those layers."""
 
     def __init__(self, settings: Settings, bridge: Bridge | None, reports: Reports | None,
-                 seed: int | None, stats: FlavourStats | None) -> None:
+                 seed: int | None, stats: FlavourStats | None,
+                 recording: Recording | None = None) -> None:
         self._settings = settings
+        self._recording = recording
         self._bridge = bridge
         self._reports = reports
         self._seed = seed
@@ -80,7 +82,8 @@ class PerConnection:
         if trace.enabled and self._rollout.shares:
             trace.event("rollout", f"{session_id} runs {layers.label}")
         meter = None if self._stats is None else self._stats.session_started(layers)
-        system = System(self._settings, self._bridge, self._reports, self._seed, layers, meter)
+        system = System(self._settings, self._bridge, self._reports, self._seed, layers, meter,
+                        self._recording)
         return system, meter
 
     def serve_in_thread(self, sock: socket.socket, session_id: str) -> None:

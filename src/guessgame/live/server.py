@@ -45,6 +45,7 @@ from guessgame.live.flavour_stats import FlavourStats
 from guessgame.live.host import LISTEN_BACKLOG, ServerHost
 from guessgame.observe import debugging, waitgraph
 from guessgame.outputs import Output, Write
+from guessgame.results import STOP_FLUSH, Store
 
 log = logging.getLogger("guessgame")
 
@@ -139,12 +140,14 @@ class LiveServer:
     """Serves until SIGINT or SIGTERM, moving to the config's stage on each SIGHUP."""
 
     def __init__(self, settings: Settings, host: str, port: int, write: Write | Output | None,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, results: Store | None = None) -> None:
+        """`results`, if given, records every game; its owner closes it after run()."""
         self._listener = netutil.HeldListener(netutil.listen(host, port, LISTEN_BACKLOG))
         self.address = netutil.address(self._listener.sockname)
         self._settings = settings
         self._write = write
         self._seed = seed
+        self._results = results
         self._numbers = itertools.count(1)
         self.stats = FlavourStats()
         self._current: ServerHost | None = None
@@ -185,7 +188,7 @@ class LiveServer:
         # The process is this server's alone, so its threads take turns at its pace.
         sys.setswitchinterval(compose.switch_interval(settings))
         return ServerHost(settings, bridge, seed=self._seed, write=self._write, listener=listener,
-                          numbers=self._numbers, stats=self.stats)
+                          numbers=self._numbers, stats=self.stats, results=self._results)
 
     def _handed_over(self) -> None:
         """The current generation no longer accepts: it drains from now on."""
@@ -220,8 +223,15 @@ class LiveServer:
         lines = ["flavours since start: sessions, errors (ERROR replies and failed "
                  "sessions), replies, and reply latency from line in to reply out",
                  *self.stats.table()]
+        if self._results is not None:
+            lines.append(self._results.status())
         sys.stderr.write("".join(f"guessgame: {line}\n" for line in lines))
         sys.stderr.flush()
+
+    def _flush_results(self) -> None:
+        """Before a new generation takes over: every game ended so far is written."""
+        if self._results is not None:
+            self._results.flush(STOP_FLUSH)
 
     # --- no event loop: the main thread blocks ---------------------------------------
 
@@ -247,6 +257,7 @@ class LiveServer:
             if (report := self._report_for(signum)) is not None:
                 report()
             elif signum == signal.SIGHUP and (new := reload.reread(self._settings)):
+                self._flush_results()
                 if new.needs_loop_for(SERVER_LAYERS):
                     self._starting = new
                     return False
@@ -299,6 +310,7 @@ class LiveServer:
                     new = await run_in_new_thread(functools.partial(
                         reload.reread, self._settings), "reload")
                     if new is not None:
+                        await run_in_new_thread(self._flush_results, "results flush")
                         await self._advance_on_loop(new)
             return False
         except BaseException:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from guessgame import protocol
+from guessgame import outcomes, protocol
 from guessgame.observe import trace
+from guessgame.outcomes import Played, Scorekeeper
 from guessgame.protocol import Event, Guesser, PeerClosed, ProtocolError
 from guessgame.threaded.connection import Lines
 
@@ -17,18 +18,29 @@ class Session:
     """Feeds each received line to the guesser and carries out the step it returns."""
 
     def __init__(self, connection: Lines, guesser: Guesser,
-                 report: Callable[[Event], None] | None = None) -> None:
+                 report: Callable[[Event], None] | None = None,
+                 games: Scorekeeper | None = None,
+                 record: Callable[[Played], None] | None = None) -> None:
+        """`games` turns the steps into finished games, which go to `record`."""
         self._connection = connection
         self._guesser = guesser
         self._report = report
+        self._games = games
+        self._record = record
 
     def run(self) -> None:
         """Serve until the peer leaves or a line forces the connection closed."""
+        how = outcomes.ERROR
         try:
             while self._serve_line():
                 pass
         except PeerClosed as gone:
+            how = outcomes.LEFT
             log.info("%s: %s", self._connection.peer, protocol.farewell(self._guesser, gone))
+        finally:
+            if self._games is not None and (game := self._games.session_ended(how)):
+                assert self._record is not None  # given together; not input validation
+                self._record(game)
 
     def _serve_line(self) -> bool:
         try:
@@ -40,6 +52,9 @@ class Session:
                 trace.event("session", protocol.describe(step.event))
             if self._report is not None:
                 self._report(step.event)
+        if self._games is not None and (game := self._games.after(step)):
+            assert self._record is not None
+            self._record(game)
         if step.reply is not None:
             self._connection.send(step.reply)
         if step.close:

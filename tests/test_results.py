@@ -1,0 +1,379 @@
+"""The results store: the row a game makes, the store's buffer and writer, the command
+that reads it, and the bridge async sessions reach it through."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import random
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from guessgame import app, cli, config, outcomes, results
+from guessgame.bridge import Bridge
+from guessgame.config import ConfigError, Layers, Settings
+from guessgame.live.host import ServerHost
+from guessgame.outcomes import Played, Scorekeeper
+from guessgame.protocol import Guesser
+from peers import CONFIG, DEADLINE, eventually
+from timing import UNIT
+
+
+def game(n: int = 0, outcome: str = outcomes.CORRECT) -> Played:
+    return Played(f"127.0.0.1:{n}", "none", 1, 5, 3, outcome, "t0", "t1")
+
+
+def rows(path: Path | str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as connection:
+        found = connection.execute(
+            f"SELECT {', '.join(results.COLUMNS)} FROM games ORDER BY id").fetchall()
+    connection.close()
+    return found
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> str:
+    path = str(tmp_path / "results.sqlite3")
+    results.prepare(path)
+    return path
+
+
+@pytest.fixture
+def store(store_path: str) -> Iterator[results.Store]:
+    opened = results.Store(store_path, idle_timeout=0.2)
+    yield opened
+    opened.close()
+
+
+# --- the row: what a game is and how it ended ----------------------------------------
+
+
+def steps(keeper: Scorekeeper, *lines: str) -> list[Played]:
+    guesser = Guesser(random.Random(1))
+    ended = []
+    for line in lines:
+        if (played := keeper.after(guesser.handle(line))) is not None:
+            ended.append(played)
+    return ended
+
+
+def test_a_game_ends_at_correct_or_new_params_and_counts_number_replies() -> None:
+    keeper = Scorekeeper("p", "none", lambda: "t", lambda: False)
+    ended = steps(keeper, "PARAMS 1 1", "NUMBER", "REPORT CORRECT",  # one guess
+                  "NUMBER",  # refused: no game, no guess
+                  "PARAMS 1 9", "NUMBER", "REPORT WARMER", "NUMBER", "PARAMS 3 4",
+                  "NUMBER", "PARAMS 0 -1")
+    assert [(g.lower, g.upper, g.guesses, g.outcome) for g in ended] == [
+        (1, 1, 1, "CORRECT"), (1, 9, 2, "new-params"), (3, 4, 1, "new-params")]
+    assert keeper.session_ended(outcomes.LEFT) is None  # between games: no row
+
+
+def test_the_end_of_a_session_ends_its_game_as_left_error_or_stopped() -> None:
+    stopping = False
+    for how, expected in ((outcomes.LEFT, "left"), (outcomes.ERROR, "error")):
+        keeper = Scorekeeper("p", "none", lambda: "t", lambda: stopping)
+        steps(keeper, "PARAMS 1 5", "NUMBER")
+        ended = keeper.session_ended(how)
+        assert ended is not None and (ended.guesses, ended.outcome) == (1, expected)
+    stopping = True
+    keeper = Scorekeeper("p", "none", lambda: "t", lambda: stopping)
+    steps(keeper, "PARAMS 1 5")
+    assert keeper.session_ended(outcomes.LEFT) == Played("p", "none", 1, 5, 0, "stopped",
+                                                         "t", "t")
+
+
+# --- the store -----------------------------------------------------------------------
+
+
+def test_a_new_file_gets_the_schema_and_utc_iso_times(store: results.Store,
+                                                      store_path: str) -> None:
+    with sqlite3.connect(store_path) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert connection.execute("PRAGMA user_version").fetchone() == (1,)
+    connection.close()
+    stamp = results.utc_now()
+    assert stamp.endswith("+00:00") and "T" in stamp
+    results.prepare(store_path)  # an existing results database is fine
+
+
+def test_games_are_written_in_one_transaction_per_flush_interval(
+        store: results.Store, store_path: str) -> None:
+    commits = []
+    original = store._write
+
+    def counting(connection: sqlite3.Connection, batch: list[Played]) -> bool:
+        commits.append(len(batch))
+        return original(connection, batch)
+
+    store._write = counting  # type: ignore[method-assign]
+    for n in range(50):
+        store.record(game(n))
+    assert store.flush(DEADLINE)
+    assert len(rows(store_path)) == 50
+    assert commits == [50]  # gathered for the flush interval, written at once
+
+
+def test_the_writer_exits_when_idle_and_the_next_record_starts_another(
+        store: results.Store, store_path: str) -> None:
+    store.record(game(1))
+    eventually(lambda: store._writer is None and results.WRITER_NAME not in
+               [t.name for t in threading.enumerate()], "the idle writer to exit")
+    store.record(game(2))
+    assert store.flush(DEADLINE)
+    assert [row[0] for row in rows(store_path)] == ["127.0.0.1:1", "127.0.0.1:2"]
+
+
+def test_records_from_many_threads_go_through_the_one_writer_connection(
+        store: results.Store, store_path: str) -> None:
+    """Pitfall: a sqlite3 connection used from a thread other than its maker's raises
+    ProgrammingError; the writer thread makes and alone uses the connection."""
+    shared = sqlite3.connect(store_path)
+    failure: list[BaseException] = []
+
+    def elsewhere() -> None:
+        try:
+            shared.execute("SELECT 1")
+        except sqlite3.ProgrammingError as error:
+            failure.append(error)
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    thread.join()
+    shared.close()
+    assert failure and "same thread" in str(failure[0])
+
+    callers = [threading.Thread(target=lambda i=i: [store.record(game(i * 10 + k))
+                                                      for k in range(10)]) for i in range(8)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    assert store.flush(DEADLINE)
+    assert len(rows(store_path)) == 80
+
+
+def test_a_full_buffer_waits_a_bounded_time_then_drops_and_counts(
+        store_path: str, caplog: pytest.LogCaptureFixture) -> None:
+    store = results.Store(store_path, idle_timeout=0.2, bound=3, flush_interval=10 * UNIT)
+    try:
+        started = time.monotonic()
+        for n in range(5):  # the writer gathers for its flush interval: the buffer fills
+            store.record(game(n))
+        assert store.dropped == 2
+        # The second drop does not wait again: RECORD_WAIT counts from the buffer filling.
+        assert time.monotonic() - started < 2 * results.RECORD_WAIT
+        assert "results: 1 games not recorded" in caplog.text  # the first drop, at once
+        assert "results: 2 games" not in caplog.text  # the next, not within 5 s
+        assert store.status().endswith("0 games written, 3 waiting, 2 dropped")
+        assert store.flush(DEADLINE)
+    finally:
+        store.close()
+    assert len(rows(store_path)) == 3
+
+
+@pytest.mark.parametrize("content", ["directory", "text", "other schema", "no folder"])
+def test_a_path_that_cannot_hold_results_is_refused_in_one_line(tmp_path: Path,
+                                                                content: str) -> None:
+    path = tmp_path / "x.sqlite3"
+    if content == "directory":
+        path.mkdir()
+    elif content == "text":
+        path.write_text("not a database, but long enough to be read as a header at all\n")
+    elif content == "other schema":
+        with sqlite3.connect(path) as connection:
+            connection.execute("CREATE TABLE games (a)")
+        connection.close()
+    else:
+        path = tmp_path / "missing" / "x.sqlite3"
+    with pytest.raises(results.ResultsError) as refused:
+        results.prepare(str(path))
+    assert "\n" not in str(refused.value) and str(path) in str(refused.value)
+
+
+def test_serve_refuses_a_bad_results_path_with_one_line_and_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "x").write_text("not a database\n" * 10)
+    done = subprocess.run([sys.executable, "-m", "guessgame", "serve", "--config", str(CONFIG),
+                           "--results", str(tmp_path / "x")],
+                          capture_output=True, text=True, timeout=2 * UNIT)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"guessgame: results {tmp_path / 'x'}: not a results database: file is not a database"]
+
+
+# --- the command ---------------------------------------------------------------------
+
+
+def test_the_results_command_summarises_per_stage_then_lists_the_last_games(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = str(tmp_path / "r.sqlite3")
+    for stage in ("all-threads", "all-async"):
+        assert cli.main(["demo", "--seed", "1", "-q", "--config", str(CONFIG), "--stage", stage,
+                         "--results", path]) == 0
+    capsys.readouterr()
+    assert cli.main(["results", "--results", path, "--config", str(CONFIG)]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[0] == f"results in {path}: 4 games"
+    assert shown[2].split() == ["none", "2", "2", "3.00"]
+    assert shown[3].split() == ["all", "2", "2", "3.00"]
+    assert shown[4] == "last 4 games, newest first:"
+    assert shown[5].split()[1:] == ["all", shown[5].split()[2], "10..15", "1", "guesses",
+                                    "CORRECT"]
+    assert cli.main(["results", "--results", path, "--json", "--config", str(CONFIG)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["stages"][0] == {"stage": "none", "games": 2, "correct": 2,
+                                 "mean_guesses": 3.0}
+    assert [g["guesses"] for g in data["last"]] == [1, 5, 1, 5]
+
+
+def test_the_results_command_on_a_missing_or_corrupt_file_says_so_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    corrupt = tmp_path / "corrupt"
+    corrupt.write_bytes(bytes(range(256)) * 20)
+    for path, reason in ((tmp_path / "missing", "no such file"),
+                         (corrupt, "not a results database: file is not a database")):
+        assert cli.main(["results", "--results", str(path), "--config", str(CONFIG)]) == 2
+        assert capsys.readouterr().err == f"guessgame: results {path}: {reason}\n"
+
+
+def test_demo_leaves_nothing_behind_by_default(tmp_path: Path) -> None:
+    assert app.demo(Settings(), seed=1, out=io.StringIO()) == 0
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- reaching the store from the loop ------------------------------------------------
+
+
+def test_async_sessions_reach_a_stuck_store_in_a_worker_and_the_loop_serves_on(
+        store: results.Store, store_path: str) -> None:
+    """Pitfall: called straight from an async session, a store that waits (here, on its
+    lock) stops the loop and every connection on it. Through run_in_thread, on the
+    store's own pool, only that session waits."""
+    settings = Settings(layers=Layers(connection=True, session=True, server=True))
+
+    async def play(port: int, lines: list[str]) -> list[str]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        replies = []
+        for line in lines:
+            writer.write(line.encode() + b"\n")
+            if line == "NUMBER":
+                replies.append((await reader.readline()).decode().strip())
+        writer.close()
+        await writer.wait_closed()
+        return replies
+
+    async def main() -> list[str]:
+        bridge = Bridge.adopt_running_loop(8, worker_idle_timeout=0.2)
+        host = ServerHost(settings, bridge, results=store)
+        await host.astart()
+        try:
+            with store._lock:  # the store is stuck: the first game's record waits
+                await play(host.port, ["PARAMS 1 1", "NUMBER", "REPORT CORRECT"])
+                # The loop turns: another connection is served meanwhile.
+                return await asyncio.wait_for(play(host.port, ["PARAMS 1 1", "NUMBER"]),
+                                              DEADLINE)
+        finally:
+            await host.astop()
+            bridge.close()
+
+    assert asyncio.run(main()) == ["1"]
+    assert store.flush(DEADLINE)
+    outcome = [row[5] for row in rows(store_path)]
+    assert outcome[0] == "CORRECT" and outcome[1] in ("left", "stopped")
+
+
+def test_a_direct_call_from_the_loop_would_stall_it(store: results.Store) -> None:
+    """What the worker saves: the same call made on the loop's thread holds the loop for
+    as long as the store waits, and no other callback runs meanwhile."""
+    ticks: list[str] = []
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store._lock:
+            held.set()
+            release.wait(0.3)  # the store stays stuck this long
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.01, ticks.append, "turned")
+        holder = threading.Thread(target=hold)
+        holder.start()
+        held.wait()
+        store.record(game())  # on the loop's thread: nothing else runs until it returns
+        assert ticks == []  # due long ago, still not run
+        await asyncio.sleep(0.02)
+        assert ticks == ["turned"]
+        holder.join()
+
+    asyncio.run(main())
+
+
+def test_the_store_runs_on_a_pool_of_its_own_that_retires_when_idle(tmp_path: Path) -> None:
+    """Pitfall: on the loop's default executor, the store's calls would queue behind (or
+    hold up) the host name lookups, and its threads would never leave. On its own pool,
+    the worker is `blocking-results_N` and is gone once idle, as is the writer."""
+    path = str(tmp_path / "r.sqlite3")
+    settings = Settings(layers=Layers(True, True, True, True), worker_idle_timeout=0.2)
+    seen: set[str] = set()
+    original = results.Store.record
+
+    def watching(self: results.Store, played: Played) -> None:
+        seen.add(threading.current_thread().name)
+        original(self, played)
+
+    results.Store.record = watching  # type: ignore[method-assign]
+    try:
+        assert app.demo(settings, seed=1, out=io.StringIO(), results_path=path,
+                        throwaway_results=False) == 0
+    finally:
+        results.Store.record = original  # type: ignore[method-assign]
+    assert seen == {"blocking-results_0"}
+    # The demo joined its pool and the writer (and the suite checks no thread leaked).
+    assert not [t for t in threading.enumerate()
+                if t.name.startswith(("blocking-", results.WRITER_NAME))]
+    assert len(rows(path)) == 2
+
+
+@pytest.mark.parametrize("stage", ["all-threads", "async-connection", "async-session",
+                                   "async-server", "all-async"])
+def test_demo_trace_shows_the_store_reached_through_run_in_executor_once_sessions_are_async(
+        stage: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "guessgame", "demo", "--seed", "1", "-q",
+                           "--trace", "--config", str(CONFIG), "--stage", stage],
+                          capture_output=True, text=True, timeout=2 * UNIT)
+    assert done.returncode == 0, done.stderr
+    crossings = [line.split("\t")[-1] for line in done.stderr.splitlines()
+                 if "Store.record" in line]
+    async_sessions = stage in ("async-session", "async-server", "all-async")
+    # One per game: the demo plays two.
+    assert crossings == ["run_in_executor loop->thread Store.record"] * 2 * async_sessions
+
+
+@pytest.mark.parametrize("value", ["5", '""', "true"])
+def test_the_results_key_must_be_a_path(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "r.toml"
+    path.write_text(f"[guessgame]\nresults = {value}\n[stages]\nall-threads = []\n")
+    with pytest.raises(ConfigError, match='results must be a file path or "none"'):
+        config.load(str(path))
+
+
+def test_serve_takes_the_results_path_from_the_flag_then_the_config_then_the_default(
+        tmp_path: Path) -> None:
+    path = tmp_path / "r.toml"
+    path.write_text('[guessgame]\nresults = "kept.sqlite3"\n[stages]\nall-threads = []\n')
+    configured = config.load(str(path))
+    parser = cli.build_parser()
+    pick = cli.results_path
+    assert pick(parser.parse_args(["serve"]), Settings()) == results.DEFAULT_PATH
+    assert pick(parser.parse_args(["serve"]), configured) == "kept.sqlite3"
+    assert pick(parser.parse_args(["serve", "--results", "x"]), configured) == "x"
+    assert pick(parser.parse_args(["serve", "--results", "none"]), configured) is None
+    assert pick(parser.parse_args(["demo"]), configured) is None  # a throwaway store
+    assert pick(parser.parse_args(["results"]), configured) == "kept.sqlite3"
