@@ -87,11 +87,11 @@ class System:
                 adapters.BlockingFace.open(self.bridge, sock, self._limit, self._idle))
         else:
             connection = threaded_connection.Connection(sock, self._limit, self._idle)
-        if self._meter is not None:
-            connection = self._meter.blocking(connection)
         report = self._reports.put_from_thread if self._reports else None
+        timed = self._meter.replied if self._meter is not None else None
         try:
-            threaded_session.Session(connection, self._guesser(session_id), report).run()
+            threaded_session.Session(connection, self._guesser(session_id), report,
+                                     timed).run()
         finally:
             connection.close()
 
@@ -102,11 +102,11 @@ class System:
         else:
             connection = adapters.AsyncFace(
                 threaded_connection.Connection(sock, self._limit, self._idle), self.bridge)
-        if self._meter is not None:
-            connection = self._meter.awaitable(connection)
         report = self._reports.put_from_loop if self._reports else None
+        timed = self._meter.replied if self._meter is not None else None
         try:
-            await aio_session.Session(connection, self._guesser(session_id), report).run()
+            await aio_session.Session(connection, self._guesser(session_id), report,
+                                      timed).run()
         finally:
             await connection.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from guessgame import protocol
@@ -17,10 +18,15 @@ class Session:
     """Feeds each received line to the guesser and carries out the step it returns."""
 
     def __init__(self, connection: Lines, guesser: Guesser,
-                 report: Callable[[Event], None] | None = None) -> None:
+                 report: Callable[[Event], None] | None = None,
+                 timed: Callable[[float, str], None] | None = None) -> None:
+        """`report` gets each game event; `timed`, after each reply is sent, the
+        time.perf_counter() at which the line it answers was received (0.0 for a line
+        that could not be read), and the reply."""
         self._connection = connection
         self._guesser = guesser
         self._report = report
+        self._timed = timed
 
     def run(self) -> None:
         """Serve until the peer leaves or a line forces the connection closed."""
@@ -31,10 +37,15 @@ class Session:
             log.info("%s: %s", self._connection.peer, protocol.farewell(self._guesser, gone))
 
     def _serve_line(self) -> bool:
+        asked = 0.0  # when the line was received, if it was and the replies are timed
         try:
-            step = self._guesser.handle(self._connection.receive())
+            line = self._connection.receive()
         except ProtocolError as error:
             step = self._guesser.refuse(error)
+        else:
+            if self._timed is not None:
+                asked = time.perf_counter()
+            step = self._guesser.handle(line)
         if step.event is not None:
             if trace.enabled:
                 trace.event("session", protocol.describe(step.event))
@@ -42,6 +53,8 @@ class Session:
                 self._report(step.event)
         if step.reply is not None:
             self._connection.send(step.reply)
+            if self._timed is not None:
+                self._timed(asked, step.reply)
         if step.close:
             log.info("%s: closing: %s", self._connection.peer, step.reply)
         return not step.close
