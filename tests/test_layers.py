@@ -238,13 +238,17 @@ def test_a_peer_that_stops_reading_times_out_the_send(flavour: str) -> None:
 
 
 class RecvSpy(socket.socket):
-    """A socket that records the size each recv() asks for."""
+    """A socket that records the size each recv() or recv_into() asks for."""
 
     asked: list[int]
 
     def recv(self, size: int, flags: int = 0) -> bytes:
         self.asked.append(size)
         return super().recv(size, flags)
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        self.asked.append(nbytes or len(buffer))
+        return super().recv_into(buffer, nbytes, flags)
 
 
 def test_an_asyncio_connection_reads_in_chunks_the_heap_serves() -> None:
