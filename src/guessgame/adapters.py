@@ -22,9 +22,10 @@ from typing import Any
 
 import janus
 
-from guessgame import crossing, netutil
+from guessgame import crossing, netutil, protocol
 from guessgame.aio import connection as aio
 from guessgame.bridge import Bridge, BridgeError
+from guessgame.observe import trace
 from guessgame.protocol import GameError, PeerClosed, ProtocolError
 from guessgame.threaded import connection as threaded
 
@@ -210,10 +211,35 @@ class AsyncFace:
         self._closing = False
 
     async def send(self, line: str) -> None:
-        rest = self._connection.send_now(line)
+        rest = self._send_now(line)
         if rest:  # the peer is slow to read: wait for room in a worker, not on the loop
-            await self._bridge.run_in_thread("connection", self._connection.send_rest, rest,
+            await self._bridge.run_in_thread("connection", self._send_rest, rest,
                                              thread_name=self._thread_name)
+
+    def _send_now(self, line: str) -> bytes:
+        """Send what the socket takes at once, without ever blocking; return the rest.
+
+        A reply that fits the socket's buffer, as nearly every reply does, then crosses
+        to no thread at all. The rest, b"" if nothing is left, goes to `_send_rest` in
+        a worker, which is the blocking connection's own send.
+        """
+        if trace.enabled:
+            trace.event("connection", f"send {line!r}")
+        data = protocol.encode(line)
+        try:
+            sent = self._connection.socket.send(data, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return data
+        except OSError as error:
+            raise PeerClosed() from error
+        return data[sent:]
+
+    def _send_rest(self, data: bytes) -> None:
+        """The blocking end of `_send_now`: what the socket did not take at once."""
+        try:
+            self._connection.socket.sendall(data)
+        except OSError as error:
+            raise PeerClosed() from error
 
     async def receive(self) -> str:
         if not self._ready:
