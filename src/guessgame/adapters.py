@@ -18,11 +18,10 @@ import asyncio
 import collections
 import socket
 from collections.abc import Callable
-from typing import Any
 
 import janus
 
-from guessgame import crossing, netutil, protocol
+from guessgame import crossing, netutil, private_apis, protocol
 from guessgame.aio import connection as aio
 from guessgame.bridge import Bridge, BridgeError
 from guessgame.observe import trace
@@ -55,8 +54,8 @@ class BlockingFace:
         self._ready: collections.deque[str | GameError] = collections.deque()
         self._outbox: janus.Queue[str] = janus.Queue(OUTBOX_LINES)
         # The face holds each queue's two ends itself, so that closing can unlink them
-        # from their queue (see _unlink) and they still answer afterwards. While the
-        # crossings are observed, the ends announce each line (crossing.ends).
+        # from their queue (private_apis.unlink_janus) and they still answer afterwards.
+        # While the crossings are observed, the ends announce each line (crossing.ends).
         user = f"the thread using connection {self.peer}"
         self._inbox_sync, self._inbox_async = crossing.ends(
             self._inbox, "janus (inbox)", user, _received)
@@ -142,8 +141,8 @@ class BlockingFace:
         await asyncio.gather(self._reader, return_exceptions=True)
         await self._inbox.aclose()
         await self._outbox.aclose()
-        _unlink(self._inbox)
-        _unlink(self._outbox)
+        private_apis.unlink_janus(self._inbox)
+        private_apis.unlink_janus(self._outbox)
         self._send_failure = None  # its traceback holds the writer's frame, so this face
         await self._connection.close()
 
@@ -179,20 +178,6 @@ def _next_line(ready: collections.deque[str | GameError]) -> str:
         finally:
             del item  # the traceback keeps this frame, which must not keep the error
     return item
-
-
-def _unlink(queue: janus.Queue[Any]) -> None:
-    """Break the reference cycle a closed janus queue would otherwise leave.
-
-    A janus.Queue and its two ends refer to each other, so a closed queue would wait
-    for the cycle collector's next full collection, which a busy server runs rarely.
-    With 100 new connections every 3 s at async=connection, that let RSS climb from
-    31 to 40 MB; with the cycle broken it stays at 33 MB (docs/performance.md). These
-    are janus's own attributes. Should a release rename them, closing still works, and
-    tests/test_layers.py fails on the cycle left.
-    """
-    for end in ("_sync_queue", "_async_queue"):
-        vars(queue).pop(end, None)
 
 
 class AsyncFace:
@@ -263,7 +248,7 @@ class AsyncFace:
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)
         await self._inbox.aclose()
-        _unlink(self._inbox)
+        private_apis.unlink_janus(self._inbox)
 
     # --- the reader's thread ---------------------------------------------------------
 

@@ -41,6 +41,8 @@ from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any, Final, Generic, NamedTuple, TypeVar
 
+from guessgame import private_apis
+
 T = TypeVar("T")
 
 THREAD_TO_LOOP: Final = "thread->loop"
@@ -67,7 +69,7 @@ _numbers = itertools.count(1)
 
 def me() -> Party:
     """The calling task if one runs in this thread, else the calling thread."""
-    loop = asyncio._get_running_loop()  # None outside a loop, where current_task() raises
+    loop = private_apis.running_loop()  # None outside a loop, where current_task() raises
     task = asyncio.current_task(loop) if loop is not None else None
     return ("task", task) if task is not None else ("thread", threading.get_ident())
 

@@ -22,14 +22,13 @@ outside the lock, and one uncontended lock with an increment per layer inside it
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import math
 import threading
 import time
 from typing import Final
 
-from guessgame import protocol
+from guessgame import private_apis, protocol
 from guessgame.config import SERVER_LAYERS, Layers
 
 BUCKETS_PER_OCTAVE: Final = 8
@@ -111,9 +110,8 @@ class FlavourStats:
     def _record(self, record: _Record, on_loop: bool | None = None) -> None:
         """`on_loop`: whether the caller runs on the event loop, if it knows."""
         if on_loop is None:
-            # asyncio's own test for "am I on a loop's thread": public for loop authors.
-            # It costs a getpid() system call on 3.11 and 3.12, so meters say instead.
-            on_loop = asyncio._get_running_loop() is not None
+            # A getpid() system call on 3.11 and 3.12, so meters say instead.
+            on_loop = private_apis.running_loop() is not None
         lock = self._lock
         if lock.acquire(blocking=not on_loop):
             try:
