@@ -1,4 +1,4 @@
-"""The private attributes of other libraries that private_apis.py reads still exist and
+"""The private attributes of other libraries that crossing.py reads still exist and
 still mean what it relies on."""
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ import weakref
 
 import janus
 
-from guessgame import private_apis
+from guessgame import crossing
 
 
 def test_asyncio_still_tells_the_running_loop_without_raising() -> None:
-    assert private_apis.running_loop() is None
+    assert crossing.running_loop() is None
 
     async def inside() -> asyncio.AbstractEventLoop | None:
-        return private_apis.running_loop()
+        return crossing.running_loop()
 
     with asyncio.Runner() as runner:
         assert runner.run(inside()) is runner.get_loop()
@@ -25,10 +25,10 @@ def test_asyncio_still_tells_the_running_loop_without_raising() -> None:
 def test_janus_still_holds_its_ends_where_unlinking_looks() -> None:
     async def closed_queue() -> weakref.ref[janus.Queue[int]]:
         queue: janus.Queue[int] = janus.Queue(1)
-        assert set(private_apis.JANUS_ENDS) <= set(vars(queue)), sorted(vars(queue))
+        assert set(crossing.JANUS_ENDS) <= set(vars(queue)), sorted(vars(queue))
         queue.shutdown()
         await queue.aclose()
-        private_apis.unlink_janus(queue)
+        crossing.unlink_janus(queue)
         return weakref.ref(queue)
 
     gc.disable()

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import janus
 
-from guessgame import crossing, netutil, private_apis, protocol
+from guessgame import crossing, netutil, protocol
 from guessgame.aio import connection as aio
 from guessgame.bridge import Bridge, BridgeError
 from guessgame.observe import trace
@@ -54,7 +54,7 @@ class BlockingFace:
         self._ready: collections.deque[str | GameError] = collections.deque()
         self._outbox: janus.Queue[str] = janus.Queue(OUTBOX_LINES)
         # The face holds each queue's two ends itself, so that closing can unlink them
-        # from their queue (private_apis.unlink_janus) and they still answer afterwards.
+        # from their queue (crossing.unlink_janus) and they still answer afterwards.
         # While the crossings are observed, the ends announce each line (crossing.ends).
         user = f"the thread using connection {self.peer}"
         self._inbox_sync, self._inbox_async = crossing.ends(
@@ -141,8 +141,8 @@ class BlockingFace:
         await asyncio.gather(self._reader, return_exceptions=True)
         await self._inbox.aclose()
         await self._outbox.aclose()
-        private_apis.unlink_janus(self._inbox)
-        private_apis.unlink_janus(self._outbox)
+        crossing.unlink_janus(self._inbox)
+        crossing.unlink_janus(self._outbox)
         self._send_failure = None  # its traceback holds the writer's frame, so this face
         await self._connection.close()
 
@@ -248,7 +248,7 @@ class AsyncFace:
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)
         await self._inbox.aclose()
-        private_apis.unlink_janus(self._inbox)
+        crossing.unlink_janus(self._inbox)
 
     # --- the reader's thread ---------------------------------------------------------
 

@@ -28,7 +28,7 @@ import threading
 import time
 from typing import Final
 
-from guessgame import private_apis, protocol
+from guessgame import crossing, protocol
 from guessgame.config import SERVER_LAYERS, Layers
 
 BUCKETS_PER_OCTAVE: Final = 8
@@ -111,7 +111,7 @@ class FlavourStats:
         """`on_loop`: whether the caller runs on the event loop, if it knows."""
         if on_loop is None:
             # A getpid() system call on 3.11 and 3.12, so meters say instead.
-            on_loop = private_apis.running_loop() is not None
+            on_loop = crossing.running_loop() is not None
         lock = self._lock
         if lock.acquire(blocking=not on_loop):
             try:

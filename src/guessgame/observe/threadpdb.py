@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
-from guessgame import crossing, observe, private_apis
+from guessgame import crossing, observe
 from guessgame.observe import debugging, stepping, trace, waitgraph
 
 
@@ -74,7 +74,7 @@ class Scope:
 
 
 def _current_task() -> asyncio.Task[Any] | None:
-    loop = private_apis.running_loop()
+    loop = crossing.running_loop()
     return asyncio.current_task(loop) if loop is not None else None
 
 
