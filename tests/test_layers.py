@@ -8,6 +8,7 @@ its calls look synchronous, so every test body is written once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import random
 import socket
@@ -384,3 +385,23 @@ def test_closing_a_blocking_connection_wakes_a_receive_parked_in_another_thread(
         connection.close()
         reader.join()
     assert len(outcome) == 1 and isinstance(outcome[0], PeerClosed), outcome
+
+
+def test_cancelling_an_asyncio_receive_loses_no_line() -> None:
+    ours, peer = socket.socketpair()
+
+    async def cancel_then_receive() -> str:
+        conn = await aio_connection.Connection.open(ours, LIMIT, IDLE)
+        try:
+            waiting = asyncio.ensure_future(conn.receive())
+            await asyncio.sleep(0)  # it waits: nothing was sent yet
+            waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiting
+            peer.sendall(b"NUMBER\n")
+            return await conn.receive()
+        finally:
+            await conn.close()
+
+    with peer:
+        assert asyncio.run(cancel_then_receive()) == "NUMBER"
