@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from guessgame import cli
+from guessgame.bench import report
 from peers import eventually
 from timing import UNIT
 
@@ -20,36 +21,62 @@ CONFIG = Path(__file__).resolve().parent.parent / "guessgame.toml"
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(90)
 def test_bench_reports_every_cell(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "results.json"
     code = cli.main(["bench", "--config", str(CONFIG), "--stage", "all-threads", "all-async",
-                     "--clients", "1,2", "--warmup", "0.1", "--duration", "0.3", "--settle", "0",
-                     "--slow-stdout", "0",
-                     "--out", str(out), "-q"])
+                     "--clients", "1,2", "--pattern", "book", "short", "--passes", "2",
+                     "--windows", "2", "--warmup", "0.1", "--duration", "0.2", "--settle", "0",
+                     "--slow-stdout", "0", "--out", str(out), "-q"])
     assert code == 0
     results = json.loads(out.read_text())
-    stages = ["baseline-threads", "baseline-streams", "baseline-mixed", "all-threads",
-              "all-async"]
-    assert [(cell["stage"], cell["clients"]) for cell in results["cells"]] == [
-        (stage, clients) for clients in (1, 2) for stage in stages]
+    stages = ["baseline-threads", "baseline-threads-1ms", "baseline-streams", "baseline-mixed",
+              "all-threads", "all-async"]
+    assert [(cell["stage"], cell["pattern"], cell["clients"]) for cell in results["cells"]] == [
+        (stage, pattern, clients) for clients in (1, 2) for pattern in ("book", "short")
+        for stage in stages]
+    assert results["patterns"] == ["book", "short"] and results["passes"] == 2
     for cell in results["cells"]:
         assert cell["failed"] == 0, cell
-        assert cell["rounds"] > 0
+        assert cell["rounds"] > 0 and cell["passes"] == 2
+        assert len(cell["windows"]) == 4  # two passes of two windows, the median of them
         assert cell["server_cpu_us_per_round"] is not None
         assert cell["p50_ms"] <= cell["p99_ms"]
         assert cell["peak_rss_bytes"] > 0 and cell["peak_threads"] >= 1
         assert cell["loadgen_cpu_share"] >= 0
         assert cell["server_exit"] in (0, -15)  # a baseline simply dies of SIGTERM
-    by = {(cell["stage"], cell["clients"]): cell for cell in results["cells"]}
-    assert by["baseline-threads", 1]["x_threads"] == 1.0
-    assert by["baseline-streams", 2]["x_streams"] == 1.0
-    assert by["baseline-mixed", 1]["x_mixed"] == 1.0
+    by = {(cell["stage"], cell["pattern"], cell["clients"]): cell for cell in results["cells"]}
+    assert by["baseline-threads", "book", 1]["x_threads"] == 1.0
+    assert by["baseline-threads-1ms", "short", 2]["x_threads_same"] == 1.0
+    assert by["baseline-streams", "short", 2]["x_streams"] == 1.0
+    assert by["baseline-mixed", "book", 1]["x_mixed"] == 1.0
     assert results["stages"] == {"all-threads": [],
                                  "all-async": ["connection", "session", "client", "server"]}
     assert {check["target"] for check in results["targets"]}
     table = capsys.readouterr().out
-    assert "| all-async | 2 |" in table
+    assert "| all-async | 2 | short |" in table
+
+
+def test_the_targets_hold_under_every_pattern() -> None:
+    cells = [{"stage": stage, "pattern": pattern, "clients": 100,
+              "server_cpu_us_per_round": cost}
+             for pattern, costs in (("book", (40.0, 20.0, 30.0, 24.0, 45.0, 30.0)),
+                                    ("batched", (40.0, 20.0, 30.0, 36.0, 60.0, 30.0)))
+             for stage, cost in zip(("baseline-threads-1ms", "baseline-streams",
+                                     "baseline-mixed", "all-async", "all-threads",
+                                     "async-session"), costs, strict=True)]
+    report.add_ratios(cells, "baseline-threads-1ms")
+    found = report.check_targets(cells, [], "all-threads", "all-async", {"async-session"},
+                                 "baseline-threads-1ms")
+    checks = {word: next(check for check in found if word in check["target"]
+                         and "CPU/round" in check["target"])
+              for word in ("all-async", "all-threads", "every other")}
+    assert checks["all-async"]["met"] is False
+    assert checks["all-async"]["detail"] == "all-async batched C=100: 1.80x"
+    assert checks["all-threads"]["met"] is False
+    assert "baseline-threads-1ms" in checks["all-threads"]["target"]
+    assert checks["all-threads"]["detail"] == "all-threads batched C=100: 1.50x"
+    assert checks["every other"]["met"] is True
 
 
 @pytest.mark.timeout(30)
@@ -90,12 +117,14 @@ def test_bench_reload_cell_goes_through_every_stage_and_back(tmp_path: Path) -> 
 def test_bench_reports_a_burst_the_threads_left_and_a_slow_stdout(tmp_path: Path) -> None:
     out = tmp_path / "burst.json"
     code = cli.main(["bench", "--config", str(CONFIG), "--stage", "async-server",
-                     "--clients", "20", "--arrival", "burst", "--warmup", "0.2",
+                     "--clients", "20", "--arrival", "burst", "--pattern", "short",
+                     "--passes", "1", "--warmup", "0.2",
                      "--duration", "0.3", "--settle", "0.2", "--slow-stdout", "5",
                      "--no-baselines", "--out", str(out), "-q"])
     assert code == 0
     burst, slow = json.loads(out.read_text())["cells"]
     assert burst["stage"] == "async-server" and burst["arrival"] == "burst"
+    assert burst["pattern"] == slow["pattern"] == "short"
     assert burst["failed"] == 0 and burst["unanswered"] == 0
     assert 0 < burst["first_reply_p50_ms"] <= burst["first_reply_max_ms"]
     assert burst["threads_after"] >= 1 and burst["settle_s"] == 0.2

@@ -4,6 +4,7 @@ of the flavours that served them."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 from guessgame.bridge import loop_thread
 from guessgame.config import SERVER_LAYERS, Layers, Settings
@@ -50,8 +51,7 @@ def test_a_record_made_on_the_loop_never_waits_for_the_lock() -> None:
 
     async def serve_one_line() -> None:
         meter = stats.session_started(Layers(connection=True, session=True))
-        meter.received()
-        meter.sent("5")
+        meter.replied(time.perf_counter(), "5")
 
     with stats._lock:  # a thread recording a reply: were the loop to wait, it never returns
         asyncio.run(serve_one_line())

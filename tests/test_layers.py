@@ -299,13 +299,17 @@ def test_a_finished_connection_is_freed_without_the_cycle_collector(driver: Driv
 
 
 class RecvSpy(socket.socket):
-    """A socket that records the size each recv() asks for."""
+    """A socket that records the size each recv() or recv_into() asks for."""
 
     asked: list[int]
 
     def recv(self, size: int, flags: int = 0) -> bytes:
         self.asked.append(size)
         return super().recv(size, flags)
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        self.asked.append(nbytes or len(buffer))
+        return super().recv_into(buffer, nbytes, flags)
 
 
 def test_an_asyncio_connection_reads_in_chunks_the_heap_serves() -> None:
@@ -442,3 +446,23 @@ def test_closing_a_blocking_connection_wakes_a_receive_parked_in_another_thread(
         connection.close()
         reader.join()
     assert len(outcome) == 1 and isinstance(outcome[0], PeerClosed), outcome
+
+
+def test_cancelling_an_asyncio_receive_loses_no_line() -> None:
+    ours, peer = socket.socketpair()
+
+    async def cancel_then_receive() -> str:
+        conn = await aio_connection.Connection.open(ours, LIMIT, IDLE)
+        try:
+            waiting = asyncio.ensure_future(conn.receive())
+            await asyncio.sleep(0)  # it waits: nothing was sent yet
+            waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiting
+            peer.sendall(b"NUMBER\n")
+            return await conn.receive()
+        finally:
+            await conn.close()
+
+    with peer:
+        assert asyncio.run(cancel_then_receive()) == "NUMBER"

@@ -205,3 +205,39 @@ def test_judge_refuses_a_bad_reply(line: str, error: type[Exception], match: str
 def test_game_validates_its_own_arguments(args: tuple[int, int, int, int], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         Game(*args)
+
+
+# --- the line buffer a transport feeds ------------------------------------------------
+
+
+def test_the_line_buffer_frames_lines_however_the_bytes_arrive() -> None:
+    buffer = protocol.LineBuffer(16)
+    buffer.receive_data(b"NUM")
+    assert buffer.next_line() is None and not buffer.has_line()
+    buffer.receive_data(b"BER\nREPORT WA")
+    assert buffer.has_line()
+    assert buffer.next_line() == b"NUMBER\n"
+    assert buffer.next_line() is None and buffer.buffered == len(b"REPORT WA")
+    buffer.receive_data(b"RMER\n")
+    assert buffer.next_line() == b"REPORT WARMER\n"
+    buffer.receive_data(b"")
+    with pytest.raises(protocol.PeerClosed) as gone:
+        buffer.next_line()
+    assert not gone.value.mid_line
+
+
+def test_the_line_buffer_agrees_with_frame_on_every_edge() -> None:
+    limit = 8
+    for data in (b"1234567\n", b"12345678", b"12345678\n", b"123", b""):
+        buffer = protocol.LineBuffer(limit)
+        buffer.receive_data(data)
+        buffer.receive_data(b"")
+        try:
+            framed: object = protocol.frame(data[:limit], limit)
+        except protocol.GameError as error:
+            framed = type(error), str(error)
+        try:
+            taken: object = buffer.next_line()
+        except protocol.GameError as error:
+            taken = type(error), str(error)
+        assert taken == framed, data

@@ -18,13 +18,13 @@ import asyncio
 import collections
 import socket
 from collections.abc import Callable
-from typing import Any
 
 import janus
 
-from guessgame import crossing, netutil
+from guessgame import crossing, netutil, protocol
 from guessgame.aio import connection as aio
 from guessgame.bridge import Bridge, BridgeError
+from guessgame.observe import trace
 from guessgame.protocol import GameError, PeerClosed, ProtocolError
 from guessgame.threaded import connection as threaded
 
@@ -54,8 +54,8 @@ class BlockingFace:
         self._ready: collections.deque[str | GameError] = collections.deque()
         self._outbox: janus.Queue[str] = janus.Queue(OUTBOX_LINES)
         # The face holds each queue's two ends itself, so that closing can unlink them
-        # from their queue (see _unlink) and they still answer afterwards. While the
-        # crossings are observed, the ends announce each line (crossing.ends).
+        # from their queue (crossing.unlink_janus) and they still answer afterwards.
+        # While the crossings are observed, the ends announce each line (crossing.ends).
         user = f"the thread using connection {self.peer}"
         self._inbox_sync, self._inbox_async = crossing.ends(
             self._inbox, "janus (inbox)", user, _received)
@@ -141,8 +141,8 @@ class BlockingFace:
         await asyncio.gather(self._reader, return_exceptions=True)
         await self._inbox.aclose()
         await self._outbox.aclose()
-        _unlink(self._inbox)
-        _unlink(self._outbox)
+        crossing.unlink_janus(self._inbox)
+        crossing.unlink_janus(self._outbox)
         self._send_failure = None  # its traceback holds the writer's frame, so this face
         await self._connection.close()
 
@@ -180,20 +180,6 @@ def _next_line(ready: collections.deque[str | GameError]) -> str:
     return item
 
 
-def _unlink(queue: janus.Queue[Any]) -> None:
-    """Break the reference cycle a closed janus queue would otherwise leave.
-
-    A janus.Queue and its two ends refer to each other, so a closed queue would wait
-    for the cycle collector's next full collection, which a busy server runs rarely.
-    With 100 new connections every 3 s at async=connection, that let RSS climb from
-    31 to 40 MB; with the cycle broken it stays at 33 MB (docs/performance.md). These
-    are janus's own attributes. Should a release rename them, closing still works, and
-    tests/test_layers.py fails on the cycle left.
-    """
-    for end in ("_sync_queue", "_async_queue"):
-        vars(queue).pop(end, None)
-
-
 class AsyncFace:
     """The asyncio `Lines` interface over a blocking connection. Build it on the loop."""
 
@@ -210,10 +196,35 @@ class AsyncFace:
         self._closing = False
 
     async def send(self, line: str) -> None:
-        rest = self._connection.send_now(line)
+        rest = self._send_now(line)
         if rest:  # the peer is slow to read: wait for room in a worker, not on the loop
-            await self._bridge.run_in_thread("connection", self._connection.send_rest, rest,
+            await self._bridge.run_in_thread("connection", self._send_rest, rest,
                                              thread_name=self._thread_name)
+
+    def _send_now(self, line: str) -> bytes:
+        """Send what the socket takes at once, without ever blocking; return the rest.
+
+        A reply that fits the socket's buffer, as nearly every reply does, then crosses
+        to no thread at all. The rest, b"" if nothing is left, goes to `_send_rest` in
+        a worker, which is the blocking connection's own send.
+        """
+        if trace.enabled:
+            trace.event("connection", f"send {line!r}")
+        data = protocol.encode(line)
+        try:
+            sent = self._connection.socket.send(data, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return data
+        except OSError as error:
+            raise PeerClosed() from error
+        return data[sent:]
+
+    def _send_rest(self, data: bytes) -> None:
+        """The blocking end of `_send_now`: what the socket did not take at once."""
+        try:
+            self._connection.socket.sendall(data)
+        except OSError as error:
+            raise PeerClosed() from error
 
     async def receive(self) -> str:
         if not self._ready:
@@ -237,7 +248,7 @@ class AsyncFace:
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)
         await self._inbox.aclose()
-        _unlink(self._inbox)
+        crossing.unlink_janus(self._inbox)
 
     # --- the reader's thread ---------------------------------------------------------
 

@@ -109,13 +109,12 @@ class System:
                 adapters.BlockingFace.open(self.bridge, sock, self._limit, self._idle))
         else:
             connection = threaded_connection.Connection(sock, self._limit, self._idle)
-        if self._meter is not None:
-            connection = self._meter.blocking(connection)
         report = self._reports.put_from_thread if self._reports else None
         # A session thread may wait on the store: it blocks for RECORD_WAIT at most.
         record = self._recording.store.record if self._recording else None
+        timed = self._meter.replied if self._meter is not None else None
         try:
-            threaded_session.Session(connection, self._guesser(session_id), report,
+            threaded_session.Session(connection, self._guesser(session_id), report, timed,
                                      self._scorekeeper(connection.peer), record).run()
         finally:
             connection.close()
@@ -127,12 +126,11 @@ class System:
         else:
             connection = adapters.AsyncFace(
                 threaded_connection.Connection(sock, self._limit, self._idle), self.bridge)
-        if self._meter is not None:
-            connection = self._meter.awaitable(connection)
         report = self._reports.put_from_loop if self._reports else None
         record = self._record_from_loop if self._recording else None
+        timed = self._meter.replied if self._meter is not None else None
         try:
-            await aio_session.Session(connection, self._guesser(session_id), report,
+            await aio_session.Session(connection, self._guesser(session_id), report, timed,
                                       self._scorekeeper(connection.peer), record).run()
         finally:
             await connection.close()

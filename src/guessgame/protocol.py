@@ -161,6 +161,53 @@ def frame(raw: bytes, limit: int) -> bytes:
     raise PeerClosed(mid_line=bool(raw))
 
 
+class LineBuffer:
+    """The receive side of the framing, with no I/O: bytes in, complete lines out.
+
+    A connection feeds it whatever its socket gave (`receive_data`, b"" for the end of
+    the stream) and takes lines out (`next_line`), as h11 and websockets do with events.
+    A line longer than `limit` bytes (counting its newline) raises LineTooLong, and the
+    end of the stream PeerClosed, each once the lines before it are taken: the same
+    outcomes, in the same order, as `frame` gives a blocking reader.
+    """
+
+    __slots__ = ("_data", "_ended", "_limit")
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._data = bytearray()
+        self._ended = False
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        if data:
+            self._data += data
+        else:
+            self._ended = True
+
+    def next_line(self) -> bytes | None:
+        """The next complete line with its newline, or None until more data arrives."""
+        data = self._data
+        end = data.find(NEWLINE, 0, self._limit)
+        if end >= 0:
+            line = bytes(data[:end + 1])
+            del data[:end + 1]
+            return line
+        if len(data) >= self._limit:
+            raise LineTooLong(self._limit)
+        if self._ended:
+            raise PeerClosed(mid_line=bool(data))
+        return None
+
+    def has_line(self) -> bool:
+        """Whether a whole line is buffered, so that `next_line` returns it."""
+        return NEWLINE in self._data
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet taken as lines."""
+        return len(self._data)
+
+
 def decode(line: bytes) -> str:
     """Turn a framed line into text, without its line ending."""
     try:

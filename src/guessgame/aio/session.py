@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from guessgame import outcomes, protocol
@@ -24,12 +25,17 @@ class Session:
 
     def __init__(self, connection: Lines, guesser: Guesser,
                  report: Callable[[Event], None] | None = None,
+                 timed: Callable[[float, str], None] | None = None,
                  games: Scorekeeper | None = None,
                  record: Callable[[Played], Awaitable[None]] | None = None) -> None:
-        """`games` turns the steps into finished games, which go to `record`."""
+        """`report` gets each game event; `timed`, after each reply is sent, the
+        time.perf_counter() at which the line it answers was received (0.0 for a line
+        that could not be read), and the reply; `games` turns the steps into finished
+        games, which go to `record`."""
         self._connection = connection
         self._guesser = guesser
         self._report = report
+        self._timed = timed
         self._games = games
         self._record = record
         self._served = 0
@@ -49,10 +55,15 @@ class Session:
                 await self._record(game)
 
     async def _serve_line(self) -> bool:
+        asked = 0.0  # when the line was received, if it was and the replies are timed
         try:
-            step = self._guesser.handle(await self._connection.receive())
+            line = await self._connection.receive()
         except ProtocolError as error:
             step = self._guesser.refuse(error)
+        else:
+            if self._timed is not None:
+                asked = time.perf_counter()
+            step = self._guesser.handle(line)
         if step.event is not None:
             if trace.enabled:
                 trace.event("session", protocol.describe(step.event))
@@ -63,6 +74,8 @@ class Session:
             await self._record(game)
         if step.reply is not None:
             await self._connection.send(step.reply)
+            if self._timed is not None:
+                self._timed(asked, step.reply)
         # A line read from the buffer and a reply that fits the socket's buffer
         # complete without suspending, so a peer that sends many lines at once would
         # keep the loop from everyone else; since 3.12 more awaits complete eagerly.

@@ -11,8 +11,9 @@
 All three drive the same Guesser as the real system, so a stage's ratio to them is the
 cost of its layers and bridges, not of the game. They have none of the system's duties (no
 connection limit, idle timeout, reports or orderly shutdown): SIGTERM simply ends the
-process. Run as `python -m guessgame.bench.baselines threads|streams|mixed --port 0`; the
-first line of stdout is `listening on HOST:PORT`, like `guessgame serve`.
+process. Run as `python -m guessgame.bench.baselines threads|streams|mixed --port 0`
+(`--switch-interval S` to run it at another switch interval); the first line of stdout
+is `listening on HOST:PORT`, like `guessgame serve`.
 """
 
 from __future__ import annotations
@@ -125,7 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("kind", choices=("threads", "streams", "mixed"))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--switch-interval", type=float, metavar="S",
+                        help="sys.setswitchinterval (default: CPython's 5 ms)")
     args = parser.parse_args(argv)
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     listener = netutil.listen(args.host, args.port, BACKLOG)

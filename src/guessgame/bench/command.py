@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from guessgame import config
-from guessgame.bench import crossings, reload_cell, report, runner, unread_stdout
-from guessgame.bench.runner import Target
+from guessgame.bench import crossings, loadgen, reload_cell, report, runner, unread_stdout
+from guessgame.bench.runner import Load, Target
 from guessgame.config import ConfigError, Layers, Settings
 
 SLOW_SUFFIX = " (slow stdout)"
@@ -28,6 +28,9 @@ SETTLE = 15.0
 """Seconds after the window before counting the threads a server keeps: longer than the
 default worker_idle_timeout (10 s), so every worker the burst started has retired."""
 SLOW_STDOUT_CLIENTS = 100
+PASSES = 3
+"""Each cell is the median of this many windows, taken in passes over every server in
+turn, so that drift in the machine's load affects every server alike."""
 MIN_IDLE_TIMEOUT = 120.0
 """A bench run must not have a loaded server close a slow client as idle."""
 
@@ -61,6 +64,18 @@ def add_parser(commands: Any) -> None:
                        help="how clients arrive: `start-line` (each plays one round, then "
                             "all start together) or `burst` (all connect and play at once); "
                             f"default: burst from {BURST_FROM} clients on, else start-line")
+    bench.add_argument("--pattern", dest="patterns", nargs="+", action="extend",
+                       choices=loadgen.PATTERNS, metavar="PATTERN",
+                       help="how the clients talk: `book` (REPORT and the next NUMBER as two "
+                            "writes, one long game), `batched` (one write per round, a new "
+                            "game every 100 rounds), `short` (5-10 rounds, CORRECT, a new "
+                            "connection); default: every pattern")
+    bench.add_argument("--passes", type=positive, default=PASSES, metavar="N",
+                       help="measure every cell N times, each pass over every server in "
+                            f"turn, and report medians (default: {PASSES})")
+    bench.add_argument("--windows", type=positive, default=1, metavar="N",
+                       help="measured windows per pass, one after another on the same "
+                            "server (default: 1)")
     bench.add_argument("--settle", type=float, default=SETTLE, metavar="S",
                        help="seconds after each window before counting the threads the "
                             f"server kept (default: {SETTLE:g}; 0 skips it)")
@@ -97,6 +112,13 @@ def add_parser(commands: Any) -> None:
     bench.set_defaults(stage=None, layers=None, trace=None, debug=None)
 
 
+def positive(text: str) -> int:
+    count = int(text)
+    if count < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return count
+
+
 def client_counts(text: str) -> list[int]:
     counts = [int(word) for word in text.split(",") if word.strip()]
     if any(count < 1 for count in counts):
@@ -122,7 +144,7 @@ def targets(args: argparse.Namespace, settings: Settings) -> list[Target]:
         found += [Target(f"{target.name}+uvloop", target.layers, uvloop=True) for target in found
                   if target.layers and (target.layers.connection or target.layers.session
                                         or target.layers.server)]
-    return (runner.baselines() if args.baselines else []) + found
+    return (runner.baselines(settings.switch_interval) if args.baselines else []) + found
 
 
 def stage_name(layers: Layers, settings: Settings) -> str:
@@ -213,39 +235,53 @@ def run_chosen(args: argparse.Namespace, settings: Settings) -> int:
     unread = servers if args.unread_stdout else []
     unread_clients = args.slow_stdout or SLOW_STDOUT_CLIENTS
     unread_cells: list[dict[str, Any]] = []
-    total = (len(clients) * len(chosen) + len(slow) + len(unread)
+    patterns = list(dict.fromkeys(args.patterns or loadgen.PATTERNS))
+    total = (len(clients) * len(patterns) * args.passes * len(chosen) + len(slow) + len(unread)
              + (len(chosen) if args.idle else 0))
+    measured = 0
+
+    def done() -> int:
+        nonlocal measured
+        measured += 1
+        return measured - 1
+
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="guessgame-bench-") as directory:
         path = bench_config(settings, max([*clients, args.idle or 0, unread_clients]),
                             directory)
         progress(f"bench: {len(chosen)} servers x {len(clients)} client counts, "
                  f"{args.warmup:g} s warm-up + {args.duration:g} s window each")
-        # Client counts outside, servers inside: the cells compared with each other run
-        # close together in time, so drift in the machine's load affects them alike.
+        # Client counts and patterns outside, passes, then servers inside: the cells
+        # compared with each other run close together in time and alternate, so drift
+        # in the machine's load affects them alike.
         for count in clients:
             arrival = args.arrival or ("burst" if count >= BURST_FROM else "start-line")
-            for target in chosen:
-                progress(f"[{len(cells) + len(idle) + 1}/{total}] {target.name} C={count} "
-                         f"{arrival} ...")
-                cell = _guarded(target, count, functools.partial(
-                    runner.measure, target, count, args.warmup, args.duration, path,
-                    arrival, args.settle))
-                cells.append(cell)
-                progress("    " + summary(cell))
+            for pattern in patterns:
+                load = Load(count, args.warmup, args.duration, arrival, pattern, args.windows)
+                passes: dict[str, list[dict[str, Any]]] = {t.name: [] for t in chosen}
+                for turn in range(args.passes):
+                    for target in chosen:
+                        progress(f"[{done() + 1}/{total}] {target.name} C={count} {pattern} "
+                                 f"{arrival}, pass {turn + 1}/{args.passes} ...")
+                        cell = _guarded(target, count, functools.partial(
+                            runner.measure, target, load, path, args.settle))
+                        passes[target.name].append(cell)
+                        progress("    " + summary(cell))
+                cells += [report.merge_passes(name, pattern, runs)
+                          for name, runs in passes.items()]
         for target in slow:
             count = args.slow_stdout
             arrival = args.arrival or ("burst" if count >= BURST_FROM else "start-line")
-            progress(f"[{len(cells) + len(idle) + 1}/{total}] {target.name} C={count} "
+            progress(f"[{done() + 1}/{total}] {target.name} C={count} "
                      f"{arrival}, slow stdout ...")
+            load = Load(count, args.warmup, args.duration, arrival, patterns[0], args.windows)
             cell = _guarded(target, count, functools.partial(
-                runner.measure, target, count, args.warmup, args.duration, path, arrival,
-                0.0, True))
+                runner.measure, target, load, path, 0.0, True))
             cell["stage"] += SLOW_SUFFIX
             cells.append(cell)
             progress("    " + summary(cell))
         for target in unread:
-            progress(f"[{len(cells) + len(unread_cells) + len(idle) + 1}/{total}] "
+            progress(f"[{done() + 1}/{total}] "
                      f"{target.name} C={unread_clients}, {args.unread_stdout:,} rounds, "
                      "stdout never read ...")
             cell = _guarded(target, unread_clients, functools.partial(
@@ -254,7 +290,7 @@ def run_chosen(args: argparse.Namespace, settings: Settings) -> int:
             unread_cells.append(cell)
             progress(f"    {unread_stdout.check([cell], args.unread_stdout)['detail']}")
         for target in chosen if args.idle else []:
-            progress(f"[{len(cells) + len(idle) + 1}/{total}] {target.name} "
+            progress(f"[{done() + 1}/{total}] {target.name} "
                      f"{args.idle} idle connections ...")
             row = _guarded(target, args.idle, functools.partial(
                 runner.measure_idle, target, args.idle, path))
@@ -262,7 +298,7 @@ def run_chosen(args: argparse.Namespace, settings: Settings) -> int:
             per = row.get("rss_per_connection_bytes")
             progress(f"    {per / 1024:.1f} kB per connection" if per else
                      f"    failed: {row.get('failures')}")
-    report.add_ratios(cells)
+    report.add_ratios(cells, runner.threads_at(settings.switch_interval))
     unread_stdout.add_usual_rate(unread_cells, cells)
     # Not the slow-stdout cells: their stage names are not stages.
     layers_of = {t.name: t.layers for t in chosen if t.layers is not None and not t.uvloop}
@@ -270,11 +306,13 @@ def run_chosen(args: argparse.Namespace, settings: Settings) -> int:
     all_async = next((n for n, got in layers_of.items() if got == every), "all-async")
     all_threads = next((n for n, got in layers_of.items() if got == Layers()), "all-threads")
     mixed = {name for name in layers_of if name not in (all_async, all_threads)}
-    checks = report.check_targets(cells, idle, all_threads, all_async, mixed)
+    checks = report.check_targets(cells, idle, all_threads, all_async, mixed,
+                                  runner.threads_at(settings.switch_interval))
     if unread_cells:
         checks.append(unread_stdout.check(unread_cells, args.unread_stdout))
     document = {"machine": report.machine(), "warmup_s": args.warmup,
-                "duration_s": args.duration, "wall_s": round(time.monotonic() - started, 1),
+                "duration_s": args.duration, "passes": args.passes, "windows": args.windows,
+                "patterns": patterns, "wall_s": round(time.monotonic() - started, 1),
                 "cells": cells, "idle": idle, "unread_stdout": unread_cells, "targets": checks,
                 "stages": {name: list(layers.names) for name, layers in layers_of.items()}}
     if cells:
@@ -311,7 +349,8 @@ def summary(cell: dict[str, Any]) -> str:
     if cell.get("rounds") is None:
         return f"failed: {cell.get('failures')}"
     cpu = cell.get("server_cpu_us_per_round")
-    text = (f"{cell['rounds_per_s']:,.0f} rounds/s, p50 {cell['p50_ms']:.2f} ms, "
+    text = (f"{cell.get('pattern', '-')}: {cell['rounds_per_s']:,.0f} rounds/s, "
+            f"p50 {cell['p50_ms']:.2f} ms, "
             f"p99 {cell['p99_ms']:.2f} ms, {cpu or 0:.1f} µs CPU/round, "
             f"{(cell.get('peak_rss_bytes') or 0) / 2**20:.0f} MB, "
             f"{cell.get('peak_threads')} threads, loadgen {cell['loadgen_cpu_share']:.0%}, "

@@ -2,14 +2,19 @@
 
 It runs in its own process so that its CPU is never counted as the server's, and it
 measures its own CPU share: a share near 100% of a core means the numbers describe the
-load generator, not the server. Protocols rather than streams, and one write per round
-(`REPORT` and the next `NUMBER` together), keep it cheap per round.
+load generator, not the server. Protocols rather than streams keep it cheap per round.
 
-Each client sends `PARAMS`, then loops NUMBER -> guess -> REPORT UNSURE. It never
-reports CORRECT, so the game never ends; it starts a fresh game every
-`ROUNDS_PER_GAME` rounds so that the server's per-game memory stays small.
+How each client talks (`--pattern`, see PATTERNS):
+- `book`: as the book's client does. `PARAMS` once, then `NUMBER`; after each reply
+  `REPORT WARMER` and the next `NUMBER` as two separate writes; one long game.
+- `batched`: one write per round (`REPORT UNSURE` and the next `NUMBER` together), a
+  fresh game every `ROUNDS_PER_GAME` rounds so that the server's per-game memory stays
+  small. It never reports CORRECT.
+- `short`: short games, one per connection: `PARAMS`, `SHORT_ROUNDS` rounds (written
+  as `book` writes them), `REPORT CORRECT`, then a new connection.
 
-Throughput mode: connect, warm up, measure a window, print one JSON line on stdout.
+Throughput mode: connect, warm up, measure `--windows` windows one after another, print
+one JSON line on stdout with each window's figures and their medians.
 Two ways to arrive (`--arrival`): `start-line` has every client play one round and wait
 until all of them have had a reply, so the window measures a full house; `burst` has
 every client connect at once and play at once, as real clients do, so the server must
@@ -29,7 +34,9 @@ import importlib
 import json
 import math
 import os
+import random
 import resource
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -47,11 +54,17 @@ HOLD_TIMEOUT = 300.0
 """In idle mode, give up holding the connections after this long without a word."""
 
 ARRIVALS = ("start-line", "burst")
+PATTERNS = ("book", "batched", "short")
+SHORT_ROUNDS = (5, 10)
+"""A `short` game lasts from 5 to 10 rounds, the client's own choice each game."""
 
 PARAMS = f"PARAMS {RANGE[0]} {RANGE[1]}\n".encode()
-FIRST = PARAMS + b"NUMBER\n"
+NUMBER = b"NUMBER\n"
+FIRST = PARAMS + NUMBER
 NEXT = b"REPORT UNSURE\nNUMBER\n"
-NEXT_GAME = b"REPORT UNSURE\n" + PARAMS + b"NUMBER\n"
+NEXT_GAME = b"REPORT UNSURE\n" + PARAMS + NUMBER
+WARMER = b"REPORT WARMER\n"
+CORRECT = b"REPORT CORRECT\n"
 
 
 @dataclass
@@ -67,6 +80,10 @@ class Run:
     everyone_answered: asyncio.Event = field(default_factory=asyncio.Event)
     expected: int = 0
     first_replies: list[float] = field(default_factory=list)
+    pattern: str = "batched"
+    address: tuple[str, int] = ("127.0.0.1", 0)
+    reconnects: set[asyncio.Task[Any]] = field(default_factory=set)
+    rng: random.Random = field(default_factory=lambda: random.Random(61))
 
 
 class Client(asyncio.Protocol):
@@ -83,12 +100,23 @@ class Client(asyncio.Protocol):
         self.hold = False  # idle mode: play one round, then stay silent
         self.held = False  # waiting at the start line for the other clients
         self.failed = False
+        self.game_rounds = 0
+        self.game_length = SHORT_ROUNDS[0]
+        self.leaving = 0  # connections this client closed itself, not yet reported lost
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike.
         self.transport = cast(asyncio.Transport, transport)
+        self.game_rounds = 0
+        if self.run.pattern == "batched":
+            self.sent_at = time.perf_counter()
+            self.transport.write(FIRST)
+            return
+        if self.run.pattern == "short":
+            self.game_length = self.run.rng.randint(*SHORT_ROUNDS)
+        self.transport.write(PARAMS)
         self.sent_at = time.perf_counter()
-        self.transport.write(FIRST)
+        self.transport.write(NUMBER)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -120,14 +148,42 @@ class Client(asyncio.Protocol):
         if run.holding:
             self.held, self.sent_at = True, 0.0
             return
-        assert self.transport is not None
         self.sent_at = now
-        self.transport.write(NEXT_GAME if self.rounds % ROUNDS_PER_GAME == 0 else NEXT)
+        self._next_round()
+
+    def _next_round(self) -> None:
+        """Ask for the next guess, in this run's pattern."""
+        transport = self.transport
+        assert transport is not None
+        pattern = self.run.pattern
+        if pattern == "batched":
+            transport.write(NEXT_GAME if self.rounds % ROUNDS_PER_GAME == 0 else NEXT)
+            return
+        self.game_rounds += 1
+        if pattern == "short" and self.game_rounds >= self.game_length:
+            transport.write(CORRECT)
+            self.leaving += 1
+            transport.close()
+            task = asyncio.ensure_future(self._reconnect())
+            self.run.reconnects.add(task)
+            task.add_done_callback(self.run.reconnects.discard)
+            return
+        transport.write(WARMER)  # two writes, as the book's client makes them
+        transport.write(NUMBER)
+
+    async def _reconnect(self) -> None:
+        """A short game is over: the next one on a new connection."""
+        self.transport = None
+        try:
+            await asyncio.get_running_loop().create_connection(lambda: self, *self.run.address)
+        except OSError as error:
+            if not self.run.closing:
+                self._fail(f"reconnect failed: {error}")
 
     def go(self) -> None:
         if self.held and self.transport is not None and not self.failed:
             self.held, self.sent_at = False, time.perf_counter()
-            self.transport.write(NEXT)
+            self._next_round()
 
     def _fail(self, why: str) -> None:
         if not self.failed:
@@ -137,6 +193,9 @@ class Client(asyncio.Protocol):
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.leaving:  # a short game's end: the client closed it
+            self.leaving -= 1
+            return
         if not self.run.closing and not self.failed:
             self.failed = True
             self.run.failures.append(f"connection lost: {exc or 'closed by the server'}")
@@ -190,6 +249,8 @@ async def connect_all(host: str, port: int, count: int, run: Run,
 
 async def close_all(clients: list[Client], run: Run) -> None:
     run.closing = True
+    for task in list(run.reconnects):
+        task.cancel()
     for client in clients:
         if client.transport is not None:
             client.transport.close()
@@ -197,7 +258,8 @@ async def close_all(clients: list[Client], run: Run) -> None:
 
 
 async def throughput(args: argparse.Namespace) -> dict[str, Any]:
-    run = Run(holding=args.arrival == "start-line")
+    run = Run(holding=args.arrival == "start-line", pattern=args.pattern,
+              address=(args.host, args.port))
     begun = time.perf_counter()
     clients = await connect_all(args.host, args.port, args.clients, run)
     if run.holding:
@@ -219,22 +281,18 @@ async def throughput(args: argparse.Namespace) -> dict[str, Any]:
         # so newcomers still being admitted compete with those already playing.
         await asyncio.sleep(max(0.0, args.warmup - (time.perf_counter() - begun)))
         admitted = time.perf_counter() - begun if run.everyone_answered.is_set() else math.nan
-    started, cpu, server = time.perf_counter(), time.process_time(), server_cpu(args.server_pid)
-    run.measuring = True
-    await asyncio.sleep(args.duration)
-    run.measuring = False
+    windows = [await window(args, clients, run) for _ in range(args.windows)]
     ended = time.perf_counter()
-    cpu, server = time.process_time() - cpu, server_cpu(args.server_pid) - server
-    wall = ended - started
-    rounds = sum(client.window_rounds for client in clients)
     stalled = sum(client.stalled(ended) for client in clients)
     unanswered = sum(client.rounds == 0 and not client.failed for client in clients)
     await close_all(clients, run)
     latencies = sorted(run.latencies)
     first = sorted(run.first_replies)
+    rounds = sum(w["rounds"] for w in windows)
     return {
         "clients": args.clients,
         "arrival": args.arrival,
+        "pattern": args.pattern,
         "connected": len(clients),
         "first_reply_p50_ms": percentile(first, 0.50) * 1e3,
         "first_reply_p99_ms": percentile(first, 0.99) * 1e3,
@@ -242,18 +300,42 @@ async def throughput(args: argparse.Namespace) -> dict[str, Any]:
         "unanswered": unanswered,
         "admit_s": admitted,
         "admitted": run.answered,
-        "window_s": wall,
+        "window_s": sum(w["window_s"] for w in windows),
         "rounds": rounds,
-        "rounds_per_s": rounds / wall,
+        "rounds_per_s": median([w["rounds_per_s"] for w in windows]),
         "p50_ms": percentile(latencies, 0.50) * 1e3,
         "p99_ms": percentile(latencies, 0.99) * 1e3,
-        "server_cpu_s": server,
-        "server_cpu_us_per_round": server / rounds * 1e6 if rounds else None,
-        "loadgen_cpu_share": cpu / wall,
+        "server_cpu_s": sum(w["server_cpu_s"] for w in windows),
+        "server_cpu_us_per_round": median([w["server_cpu_us_per_round"] for w in windows]),
+        "loadgen_cpu_share": median([w["loadgen_cpu_share"] for w in windows]),
+        "windows": windows,
         "failed": len(run.failures) + unanswered,
         "stalled": stalled,
         "failures": sorted(set(run.failures))[:5],
     }
+
+
+async def window(args: argparse.Namespace, clients: list[Client], run: Run) -> dict[str, Any]:
+    """One measured window: its rounds, and the server's and this process's CPU in it."""
+    for client in clients:
+        client.window_rounds = 0
+    started, cpu, server = time.perf_counter(), time.process_time(), server_cpu(args.server_pid)
+    run.measuring = True
+    await asyncio.sleep(args.duration)
+    run.measuring = False
+    wall = time.perf_counter() - started
+    cpu, server = time.process_time() - cpu, server_cpu(args.server_pid) - server
+    rounds = sum(client.window_rounds for client in clients)
+    return {"window_s": wall, "rounds": rounds, "rounds_per_s": rounds / wall,
+            "server_cpu_s": server,
+            "server_cpu_us_per_round": server / rounds * 1e6 if rounds else None,
+            "loadgen_cpu_share": cpu / wall}
+
+
+def median(values: list[Any]) -> Any:
+    """The median of the values that are there (None where none is)."""
+    present = sorted(value for value in values if value is not None)
+    return statistics.median(present) if present else None
 
 
 async def idle(args: argparse.Namespace) -> dict[str, Any]:
@@ -316,6 +398,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--arrival", choices=ARRIVALS, default="start-line")
+    parser.add_argument("--pattern", choices=PATTERNS, default="batched")
+    parser.add_argument("--windows", type=int, default=1,
+                        help="windows of --duration seconds, one after another")
     parser.add_argument("--idle", type=int, help="hold this many idle connections instead")
     return parser.parse_args(argv)
 

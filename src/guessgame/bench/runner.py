@@ -49,6 +49,7 @@ class Target:
     layers: Layers | None = None  # None for a baseline
     baseline: str | None = None
     uvloop: bool = False
+    switch_interval: float | None = None  # a baseline's, when not CPython's default
 
     @property
     def is_baseline(self) -> bool:
@@ -56,8 +57,10 @@ class Target:
 
     def command(self, config: str, reports: bool = False) -> list[str]:
         if self.baseline is not None:
+            interval = ([] if self.switch_interval is None else
+                        ["--switch-interval", str(self.switch_interval)])
             return [sys.executable, "-m", "guessgame.bench.baselines", self.baseline,
-                    "--host", "127.0.0.1", "--port", "0"]
+                    "--host", "127.0.0.1", "--port", "0", *interval]
         assert self.layers is not None
         layers = ",".join(self.layers.names) or "none"
         if self.uvloop:  # the same config, with `uvloop = true`
@@ -71,10 +74,19 @@ def uvloop_config(config: str) -> str:
     return config.removesuffix(".toml") + "-uvloop.toml"
 
 
-def baselines() -> list[Target]:
+def baselines(threaded_switch_interval: float) -> list[Target]:
+    """The minimal servers; the thread-per-connection one twice, at CPython's switch
+    interval and at the one `serve` uses while threads read the sockets."""
     return [Target("baseline-threads", baseline="threads"),
+            Target(threads_at(threaded_switch_interval), baseline="threads",
+                   switch_interval=threaded_switch_interval),
             Target("baseline-streams", baseline="streams"),
             Target("baseline-mixed", baseline="mixed")]
+
+
+def threads_at(switch_interval: float) -> str:
+    """The name of the thread-per-connection baseline run at this switch interval."""
+    return f"baseline-threads-{switch_interval * 1e3:g}ms"
 
 
 def read_status(pid: int) -> dict[str, int]:
@@ -218,8 +230,24 @@ def stopped(server: Server, result: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def measure(target: Target, clients: int, warmup: float, duration: float, config: str,
-            arrival: str = "start-line", settle: float = 0.0,
+@dataclass(frozen=True)
+class Load:
+    """How the load generator plays one cell: its clients, their pattern, its windows."""
+
+    clients: int
+    warmup: float
+    duration: float
+    arrival: str = "start-line"
+    pattern: str = "batched"
+    windows: int = 1
+
+    def options(self) -> list[str]:
+        return ["--clients", str(self.clients), "--warmup", str(self.warmup),
+                "--duration", str(self.duration), "--arrival", self.arrival,
+                "--pattern", self.pattern, "--windows", str(self.windows)]
+
+
+def measure(target: Target, load: Load, config: str, settle: float = 0.0,
             slow_stdout: bool = False) -> dict[str, Any]:
     """Rounds/s, latency, time to first reply, server CPU per round, peak RSS and threads
     at one client count; then, `settle` seconds after the window, the threads left.
@@ -228,7 +256,7 @@ def measure(target: Target, clients: int, warmup: float, duration: float, config
     """
     with running(target, config, "slow" if slow_stdout else "off") as server:
         threads_before = server.status().get("Threads")  # the idle level of a fresh start
-        result = play(server, clients, warmup, duration, arrival)
+        result = play(server, load)
         status = server.status()
         result["peak_rss_bytes"] = status.get("VmHWM")
         result["peak_threads"] = max(server.peak_threads, status.get("Threads", 0))
@@ -241,20 +269,19 @@ def measure(target: Target, clients: int, warmup: float, duration: float, config
         return stopped(server, {"stage": target.name, **result})
 
 
-def play(server: Server, clients: int, warmup: float, duration: float,
-         arrival: str = "start-line", deadline: float | None = None) -> dict[str, Any]:
+def play(server: Server, load: Load, deadline: float | None = None) -> dict[str, Any]:
     """Run the load generator once against `server`: its result, or a failure if it has
     not finished `deadline` seconds on (by default, time to connect, warm up and play)."""
-    if deadline is None:
-        deadline = warmup + duration + 3 * 20.0 + 10.0  # connects, warm-up, window, margins
-    command = loadgen_command(server, "--clients", str(clients), "--warmup", str(warmup),
-                              "--duration", str(duration), "--arrival", arrival)
+    if deadline is None:  # connects, warm-up, windows, margins
+        deadline = load.warmup + load.duration * load.windows + 3 * 20.0 + 10.0
+    command = loadgen_command(server, *load.options())
     try:
         done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True,
                               timeout=deadline, check=False)
     except subprocess.TimeoutExpired:
-        return {"clients": clients, "failed": clients, "failures": ["load generator timed out"]}
-    return parse_result(done.stdout, done.stderr, clients)
+        return {"clients": load.clients, "failed": load.clients,
+                "failures": ["load generator timed out"]}
+    return parse_result(done.stdout, done.stderr, load.clients)
 
 
 def parse_result(stdout: bytes, stderr: bytes, clients: int) -> dict[str, Any]:

@@ -33,14 +33,14 @@ def measure(target: Target, clients: int, rounds: int, window: float,
         rates: list[float] = []
         rss: list[int] = []
         while played < rounds and len(rates) < MAX_WINDOWS:
-            result = runner.play(server, clients, 0.0, window, deadline=window + 60.0)
+            result = runner.play(server, runner.Load(clients, 0.0, window), deadline=window + 60.0)
             if result.get("rounds") is None:
                 return runner.stopped(server, {"stage": target.name, "clients": clients,
                                                "failed": clients, **result})
             played += result["rounds"]
             rates.append(result["rounds_per_s"])
             rss.append(server.status().get("VmRSS", 0))
-        newcomer = runner.play(server, 1, 0.0, 0.5, deadline=60.5)
+        newcomer = runner.play(server, runner.Load(1, 0.0, 0.5), deadline=60.5)
         cell = {"stage": target.name, "clients": clients, "rounds": played,
                 "rounds_per_s_first": rates[0], "rounds_per_s_last": rates[-1],
                 "windows": len(rates), "rss_first_bytes": rss[0], "rss_last_bytes": rss[-1],

@@ -10,28 +10,26 @@ Memory is bounded whatever the traffic: latencies go into a fixed histogram of
 logarithmic buckets, eight to an octave (each about 9% wide), from 1 us to over two
 minutes, so a percentile is exact to within one bucket.
 
-The event loop never waits for the lock. A thousand session threads recording their
-replies through it kept the loop waiting each time it admitted a session, so a record
-made on the loop takes the lock only if it is free, and otherwise joins `_pending`,
-which the next holder of the lock adds up. Past `PENDING_BOUND` records waiting, a
-record is dropped and counted in `dropped`. Threads still wait for the lock: adding up
-without it, from a queue, measured five times the CPU per round under a burst, with
-every session thread contending for the GIL instead of queueing on the lock.
+The event loop never waits for the lock: a record made on the loop takes the lock only
+if it is free, and otherwise joins `_pending`, which the next holder of the lock adds
+up. Past `PENDING_BOUND` records waiting, a record is dropped and counted in `dropped`.
+Session threads wait for the lock, which is held for a few additions only; queueing
+their records instead makes every thread contend for the GIL (docs/performance.md).
+
+Every reply pays for the meter, so a reply costs two clock reads, one bucket computed
+outside the lock, and one uncontended lock with an increment per layer inside it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import math
 import threading
 import time
 from typing import Final
 
-from guessgame import protocol
-from guessgame.aio import connection as aio_connection
+from guessgame import crossing, protocol
 from guessgame.config import SERVER_LAYERS, Layers
-from guessgame.threaded import connection as threaded_connection
 
 BUCKETS_PER_OCTAVE: Final = 8
 SMALLEST: Final = 1e-6
@@ -41,7 +39,15 @@ FLAVOURS: Final = ("threads", "asyncio")
 PENDING_BOUND: Final = 65_536
 
 _SESSION, _ERROR, _REPLY = range(3)
-_Record = tuple[list["Tally"], int, float]
+_Record = tuple[list["Tally"], int, int]
+"""The tallies, the kind of record, and for a reply its latency's bucket."""
+
+
+def bucket(seconds: float) -> int:
+    """The histogram bucket a latency falls in."""
+    if seconds <= SMALLEST:
+        return 0
+    return min(int(math.log2(seconds / SMALLEST) * BUCKETS_PER_OCTAVE), BUCKETS - 1)
 
 
 class Histogram:
@@ -52,10 +58,7 @@ class Histogram:
         self.total = 0
 
     def add(self, seconds: float) -> None:
-        index = 0
-        if seconds > SMALLEST:
-            index = min(int(math.log2(seconds / SMALLEST) * BUCKETS_PER_OCTAVE), BUCKETS - 1)
-        self.counts[index] += 1
+        self.counts[bucket(seconds)] += 1
         self.total += 1
 
     def percentile(self, fraction: float) -> float | None:
@@ -101,32 +104,26 @@ class FlavourStats:
 
     def session_started(self, layers: Layers) -> Meter:
         tallies = self._of(layers)
-        self._record((tallies, _SESSION, 0.0))
-        return Meter(self, tallies)
+        self._record((tallies, _SESSION, 0))
+        return Meter(self, tallies, on_loop=layers.session)
 
     def _record(self, record: _Record, on_loop: bool | None = None) -> None:
         """`on_loop`: whether the caller runs on the event loop, if it knows."""
         if on_loop is None:
-            # asyncio's own test for "am I on a loop's thread": public for loop authors.
-            # It costs a getpid() system call on 3.11 and 3.12, so meters say instead.
-            on_loop = asyncio._get_running_loop() is not None
-        if not on_loop:
-            with self._lock:
-                self._add(record)
-        elif self._lock.acquire(blocking=False):
+            # A getpid() system call on 3.11 and 3.12, so meters say instead.
+            on_loop = crossing.running_loop() is not None
+        lock = self._lock
+        if lock.acquire(blocking=not on_loop):
             try:
-                self._add(record)
+                if self._pending:
+                    self._add_pending()
+                self._add_one(record)
             finally:
-                self._lock.release()
+                lock.release()
         elif len(self._pending) < PENDING_BOUND:
             self._pending.append(record)
         else:
             self.dropped += 1
-
-    def _add(self, record: _Record) -> None:
-        """With the lock held: add up the record, and any the loop left waiting."""
-        self._add_pending()
-        self._add_one(record)
 
     def _add_pending(self) -> None:
         """With the lock held: add up the records the loop left waiting."""
@@ -134,14 +131,16 @@ class FlavourStats:
             self._add_one(self._pending.popleft())
 
     def _add_one(self, record: _Record) -> None:
-        tallies, kind, seconds = record
+        tallies, kind, index = record
         for tally in tallies:
-            if kind == _SESSION:
+            if kind == _REPLY:
+                latency = tally.latency
+                latency.counts[index] += 1
+                latency.total += 1
+            elif kind == _SESSION:
                 tally.sessions += 1
-            elif kind == _ERROR:
-                tally.errors += 1
             else:
-                tally.latency.add(seconds)
+                tally.errors += 1
 
     def table(self) -> list[str]:
         """The two flavours of each layer side by side, one line per layer."""
@@ -168,72 +167,27 @@ def _ms(seconds: float | None) -> str:
 
 
 class Meter:
-    """One session's recorder: times each reply from the line that asked for it."""
+    """One session's recorder: times each reply from the line that asked for it.
 
-    __slots__ = ("_asked", "_on_loop", "_stats", "_tallies")
+    The session calls `replied` after each reply it sent (its `timed` hook), so a line
+    passes through no wrapper of the meter's on its way from the socket to the core.
+    """
 
-    def __init__(self, stats: FlavourStats, tallies: list[Tally]) -> None:
+    __slots__ = ("_on_loop", "_stats", "_tallies")
+
+    def __init__(self, stats: FlavourStats, tallies: list[Tally], on_loop: bool) -> None:
         self._stats = stats
         self._tallies = tallies
-        self._asked: float | None = None
-        self._on_loop: bool | None = None  # known once it watches a connection
+        self._on_loop = on_loop  # an asyncio session runs on the loop's thread, always
 
-    def received(self) -> None:
-        self._asked = time.perf_counter()
-
-    def sent(self, line: str) -> None:
-        if self._asked is not None:
-            seconds = time.perf_counter() - self._asked
-            self._stats._record((self._tallies, _REPLY, seconds), self._on_loop)
-            self._asked = None
+    def replied(self, asked: float, line: str) -> None:
+        """A reply was sent to the line received at perf_counter() `asked` (0.0: none)."""
+        if asked:
+            index = bucket(time.perf_counter() - asked)
+            self._stats._record((self._tallies, _REPLY, index), self._on_loop)
         if line.startswith(ERROR_PREFIX):
-            self.failed()
+            self._stats._record((self._tallies, _ERROR, 0), self._on_loop)
 
     def failed(self) -> None:
-        self._stats._record((self._tallies, _ERROR, 0.0))
-
-    def blocking(self, connection: threaded_connection.Lines) -> threaded_connection.Lines:
-        self._on_loop = False  # a blocking session never runs on the loop's thread
-        return TimedLines(connection, self)
-
-    def awaitable(self, connection: aio_connection.Lines) -> aio_connection.Lines:
-        self._on_loop = True
-        return AsyncTimedLines(connection, self)
-
-
-class TimedLines:
-    """A blocking connection whose lines a Meter watches."""
-
-    def __init__(self, inner: threaded_connection.Lines, meter: Meter) -> None:
-        self._inner, self._meter, self.peer = inner, meter, inner.peer
-
-    def send(self, line: str) -> None:
-        self._inner.send(line)
-        self._meter.sent(line)
-
-    def receive(self) -> str:
-        line = self._inner.receive()
-        self._meter.received()
-        return line
-
-    def close(self) -> None:
-        self._inner.close()
-
-
-class AsyncTimedLines:
-    """An asyncio connection whose lines a Meter watches."""
-
-    def __init__(self, inner: aio_connection.Lines, meter: Meter) -> None:
-        self._inner, self._meter, self.peer = inner, meter, inner.peer
-
-    async def send(self, line: str) -> None:
-        await self._inner.send(line)
-        self._meter.sent(line)
-
-    async def receive(self) -> str:
-        line = await self._inner.receive()
-        self._meter.received()
-        return line
-
-    async def close(self) -> None:
-        await self._inner.close()
+        """The session failed; called from wherever the failure surfaced."""
+        self._stats._record((self._tallies, _ERROR, 0))

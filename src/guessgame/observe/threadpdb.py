@@ -119,7 +119,7 @@ class Scope:
 
 
 def _current_task() -> asyncio.Task[Any] | None:
-    loop = asyncio._get_running_loop()
+    loop = crossing.running_loop()
     return asyncio.current_task(loop) if loop is not None else None
 
 

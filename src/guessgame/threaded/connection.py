@@ -38,7 +38,7 @@ class Connection:
         if idle_timeout:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(idle_timeout))
         netutil.no_delay(sock)  # each round is a few small writes
-        self._sock = sock
+        self.socket = sock  # for a shutdown from another thread, or a send that never waits
         self._socket_io = _LineDeadline(sock, idle_timeout)
         self._file = _Reads(self._socket_io)
         self._limit = max_line_bytes
@@ -46,50 +46,36 @@ class Connection:
         self.peer = netutil.peer_of(sock)
 
     @classmethod
+    def open(cls, sock: socket.socket, max_line_bytes: int,
+             idle_timeout: float | None) -> Connection:
+        """Adopt a connected socket, such as one a server accepted."""
+        return cls(sock, max_line_bytes, idle_timeout)
+
+    @classmethod
     def connect(cls, host: str, port: int, max_line_bytes: int,
                 idle_timeout: float | None) -> Connection:
+        """Connect to `host`:`port`, waiting at most `idle_timeout`."""
         return cls(socket.create_connection((host, port), timeout=idle_timeout),
                    max_line_bytes, idle_timeout)
 
     def send(self, line: str) -> None:
-        if trace.enabled:
-            trace.event("connection", f"send {line!r}")
-        try:
-            self._sock.sendall(protocol.encode(line))
-        except OSError as error:
-            raise PeerClosed() from error
+        """Write a line, waiting while the peer is not reading, at most `idle_timeout`.
 
-    def send_now(self, line: str) -> bytes:
-        """Send what the socket takes at once, without ever blocking; return the rest.
-
-        For a caller that must not block, the event loop (adapters.AsyncFace): a reply
-        that fits the socket's buffer, as nearly every reply does, then crosses to no
-        thread at all. The rest, b"" if nothing is left, goes to `send_rest` in a worker.
+        Raises PeerClosed if the connection is gone or that wait times out.
         """
         if trace.enabled:
             trace.event("connection", f"send {line!r}")
-        data = protocol.encode(line)
         try:
-            sent = self._sock.send(data, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return data
+            self.socket.sendall(protocol.encode(line))
         except OSError as error:
             raise PeerClosed() from error
-        return data[sent:]
-
-    def send_rest(self, data: bytes) -> None:
-        """The blocking end of `send_now`: what the socket did not take at once."""
-        try:
-            self._sock.sendall(data)
-        except OSError as error:
-            raise PeerClosed() from error
-
-    def read_ahead(self) -> bool:
-        """Whether a whole line is already read ahead, so that receive() returns it
-        without waiting for the peer. Never waits itself."""
-        return self._file.has_line()
 
     def receive(self) -> str:
+        """The next line, without its newline. A line already buffered costs no wait.
+
+        Raises LineTooLong, NotUTF8, PeerClosed (mid_line if the peer left inside a line)
+        or IdleTimeout after `idle_timeout` seconds without a whole line.
+        """
         socket_io = self._socket_io
         try:
             raw = self._file.readline(self._limit)
@@ -106,12 +92,18 @@ class Connection:
             trace.event("connection", f"receive {line!r}")
         return line
 
+    def read_ahead(self) -> bool:
+        """Whether a whole line is already read ahead, so that receive() returns it
+        without waiting for the peer. Never waits itself."""
+        return self._file.has_line()
+
     def close(self) -> None:
+        """Close the connection; a thread parked in receive() wakes with PeerClosed."""
         # A coroutine may close this while a worker thread is parked in receive()
         # (AsyncFace, on cancellation); close() alone would not wake that thread.
-        netutil.abort(self._sock)
+        netutil.abort(self.socket)
         self._file.close()
-        self._sock.close()
+        self.socket.close()
 
     def __enter__(self) -> Connection:
         return self

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from guessgame import outcomes, protocol
@@ -19,12 +20,17 @@ class Session:
 
     def __init__(self, connection: Lines, guesser: Guesser,
                  report: Callable[[Event], None] | None = None,
+                 timed: Callable[[float, str], None] | None = None,
                  games: Scorekeeper | None = None,
                  record: Callable[[Played], None] | None = None) -> None:
-        """`games` turns the steps into finished games, which go to `record`."""
+        """`report` gets each game event; `timed`, after each reply is sent, the
+        time.perf_counter() at which the line it answers was received (0.0 for a line
+        that could not be read), and the reply; `games` turns the steps into finished
+        games, which go to `record`."""
         self._connection = connection
         self._guesser = guesser
         self._report = report
+        self._timed = timed
         self._games = games
         self._record = record
 
@@ -43,10 +49,15 @@ class Session:
                 self._record(game)
 
     def _serve_line(self) -> bool:
+        asked = 0.0  # when the line was received, if it was and the replies are timed
         try:
-            step = self._guesser.handle(self._connection.receive())
+            line = self._connection.receive()
         except ProtocolError as error:
             step = self._guesser.refuse(error)
+        else:
+            if self._timed is not None:
+                asked = time.perf_counter()
+            step = self._guesser.handle(line)
         if step.event is not None:
             if trace.enabled:
                 trace.event("session", protocol.describe(step.event))
@@ -57,6 +68,8 @@ class Session:
             self._record(game)
         if step.reply is not None:
             self._connection.send(step.reply)
+            if self._timed is not None:
+                self._timed(asked, step.reply)
         if step.close:
             log.info("%s: closing: %s", self._connection.peer, step.reply)
         return not step.close
