@@ -79,6 +79,43 @@ def test_the_targets_hold_under_every_pattern() -> None:
     assert checks["every other"]["met"] is True
 
 
+@pytest.mark.timeout(60)
+def test_bench_measures_the_results_store_beside_a_run_without_it(tmp_path: Path) -> None:
+    out = tmp_path / "store.json"
+    code = cli.main(["bench", "--config", str(CONFIG), "--stage", "all-async", "--store-cost",
+                     "--clients", "2", "--pattern", "short", "--passes", "2", "--warmup", "0.1",
+                     "--duration", "0.2", "--settle", "0", "--slow-stdout", "0",
+                     "--no-baselines", "--out", str(out), "-q"])
+    assert code == 0
+    document = json.loads(out.read_text())
+    on, off = document["cells"]
+    assert (on["stage"], on["results"]) == ("all-async", "on")
+    assert (off["stage"], off["results"]) == ("all-async (no store)", "none")
+    assert on["passes"] == off["passes"] == 2 and on["failed"] == off["failed"] == 0
+    assert on["x_no_store"] == pytest.approx(
+        on["server_cpu_us_per_round"] / off["server_cpu_us_per_round"])
+    assert "x_no_store" not in off
+    assert document["stages"] == {"all-async": ["connection", "session", "client", "server"]}
+    [target] = [t for t in document["targets"] if t["target"].startswith("the results store")]
+    assert target["met"] is None  # spoken to at 100 clients only
+
+
+def test_the_store_cost_target_holds_at_every_stage_and_pattern() -> None:
+    cells = [{"stage": stage + suffix, "pattern": pattern, "clients": 100,
+              "results": results, "server_cpu_us_per_round": cost}
+             for stage, pattern, on, none in (("all-async", "short", 44.0, 40.0),
+                                              ("all-threads", "short", 50.0, 40.0),
+                                              ("all-threads", "book", 30.0, 30.0))
+             for suffix, results, cost in (("", "on", on),
+                                           (report.NO_STORE_SUFFIX, "none", none))]
+    report.add_store_cost(cells)
+    assert [cell.get("x_no_store") for cell in cells] == [1.1, None, 1.25, None, 1.0, None]
+    found = report.check_targets(cells, [], "all-threads", "all-async", set())
+    [check] = [check for check in found if check["target"].startswith("the results store")]
+    assert check["met"] is False
+    assert check["detail"] == "all-threads short C=100: 1.25x"
+
+
 @pytest.mark.timeout(30)
 def test_bench_measures_idle_connections(tmp_path: Path) -> None:
     out = tmp_path / "idle.json"

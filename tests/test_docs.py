@@ -241,6 +241,17 @@ def test_a_pattern_column_appears_when_the_cells_have_one() -> None:
     assert [row.split(" | ")[1] for row in rows] == ["book", "batched", "-"]
 
 
+def test_the_store_table_pairs_each_stage_with_its_run_without_the_store() -> None:
+    on = {"stage": "all-async", "pattern": "short", "clients": 100, "results": "on",
+          "server_cpu_us_per_round": 44.0, "x_no_store": 1.1}
+    off = {**on, "stage": "all-async (no store)", "results": "none",
+           "server_cpu_us_per_round": 40.0}
+    head, _, *rows = doc_tables.store_table([on, off, {"stage": "baseline-streams",
+                                                        "clients": 100}]).splitlines()
+    assert head.startswith("| stage | pattern | clients |") and head.endswith("x no store |")
+    assert rows == ["| all-async | short | 100 | - | - | 44.0 | 40.0 | 1.10 |"]
+
+
 def test_the_testing_page_names_every_test_file() -> None:
     text = (ROOT / "docs" / "testing.md").read_text(encoding="utf-8")
     unnamed = [path.name for path in sorted((ROOT / "tests").glob("test_*.py"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import signal
 import sys
@@ -93,6 +94,10 @@ def add_parser(commands: Any) -> None:
     bench.add_argument("--uvloop", action="store_true",
                        help="also measure each stage with an async server-side layer on "
                             "uvloop's event loop (needs uvloop)")
+    bench.add_argument("--store-cost", action="store_true",
+                       help="also measure each stage with `--results none`, in the same "
+                            "passes, and report its CPU per round with the results store "
+                            "on as a multiple of that (`x no store`)")
     bench.add_argument("--no-baselines", dest="baselines", action="store_false",
                        help="skip the two minimal servers")
     bench.add_argument("--reload", action="store_true",
@@ -144,6 +149,10 @@ def targets(args: argparse.Namespace, settings: Settings) -> list[Target]:
         found += [Target(f"{target.name}+uvloop", target.layers, uvloop=True) for target in found
                   if target.layers and (target.layers.connection or target.layers.session
                                         or target.layers.server)]
+    if args.store_cost:  # each stage beside its twin without the store, in the same pass
+        found = [twin for target in found for twin in (
+            target, dataclasses.replace(target, name=target.name + report.NO_STORE_SUFFIX,
+                                        results=False))]
     return (runner.baselines(settings.switch_interval) if args.baselines else []) + found
 
 
@@ -299,9 +308,11 @@ def run_chosen(args: argparse.Namespace, settings: Settings) -> int:
             progress(f"    {per / 1024:.1f} kB per connection" if per else
                      f"    failed: {row.get('failures')}")
     report.add_ratios(cells, runner.threads_at(settings.switch_interval))
+    report.add_store_cost(cells)
     unread_stdout.add_usual_rate(unread_cells, cells)
-    # Not the slow-stdout cells: their stage names are not stages.
-    layers_of = {t.name: t.layers for t in chosen if t.layers is not None and not t.uvloop}
+    # Not the slow-stdout or no-store cells: their stage names are not stages.
+    layers_of = {t.name: t.layers for t in chosen
+                 if t.layers is not None and not t.uvloop and t.results}
     every = Layers(True, True, True, True)
     all_async = next((n for n, got in layers_of.items() if got == every), "all-async")
     all_threads = next((n for n, got in layers_of.items() if got == Layers()), "all-threads")

@@ -13,6 +13,8 @@ page, as `guessgame bench --out` writes them). KIND is one of:
   pattern) when any cell has one, and an `x mixed` column when any cell was measured
   beside baseline-mixed;
 - `unread-stdout`: the cells whose transcript went to a pipe nobody read;
+- `store`: each stage measured with the results store on and with `--results none` in
+  the same passes (`bench --store-cost`), and the ratio of their CPU per round;
 - `targets`: every target the cells of all the files can speak to, checked by
   `report.check_targets`, with the misses named; `unread-rounds=N` among the files
   checks the unread-stdout cells against N rounds (`bench --unread-stdout N`).
@@ -89,6 +91,24 @@ def unread_stdout_table(cells: list[Cell]) -> str:
     return _markdown(head, rows)
 
 
+def store_table(cells: list[Cell]) -> str:
+    """CPU per round with the results store on and off, per stage, pattern and count."""
+    off = {(cell["stage"].removesuffix(report.NO_STORE_SUFFIX), cell.get("pattern"),
+            cell["clients"]): cell for cell in cells if cell.get("results") == "none"}
+    head = ("stage", "pattern", "clients", "rounds/s on", "rounds/s none",
+            "CPU µs/round on", "CPU µs/round none", "x no store")
+    rows = []
+    for cell in cells:
+        twin = off.get((cell["stage"], cell.get("pattern"), cell["clients"]))
+        if cell.get("results") == "on" and twin is not None:
+            rows.append((cell["stage"], str(cell.get("pattern") or "-"), _num(cell["clients"]),
+                         _num(cell.get("rounds_per_s"), 0), _num(twin.get("rounds_per_s"), 0),
+                         _num(cell.get("server_cpu_us_per_round")),
+                         _num(twin.get("server_cpu_us_per_round")),
+                         _num(cell.get("x_no_store"), 2)))
+    return _markdown(head, rows)
+
+
 def targets_table(documents: list[dict[str, Any]], unread_rounds: int | None) -> str:
     """The targets the cells speak to, checked by the bench's own rules."""
     cells = [cell for document in documents for cell in document["cells"]]
@@ -100,7 +120,10 @@ def targets_table(documents: list[dict[str, Any]], unread_rounds: int | None) ->
     all_async = next((name for name, layers in stages.items() if layers == ALL_LAYERS),
                      "all-async")
     mixed = set(stages) - {all_threads, all_async}
-    checks = report.check_targets(cells, idle, all_threads, all_async, mixed)
+    # The thread baseline at the threaded stages' switch interval, where a run has it.
+    same = next((cell["stage"] for cell in cells
+                 if cell["stage"].startswith(report.THREADS + "-")), None)
+    checks = report.check_targets(cells, idle, all_threads, all_async, mixed, same)
     unread = [cell for document in documents for cell in document.get("unread_stdout", [])]
     if unread and unread_rounds is not None:
         checks.append(unread_stdout.check(unread, unread_rounds))
@@ -124,11 +147,13 @@ def table(spec: str, directory: Path) -> str:
     if kind == "unread-stdout":
         return unread_stdout_table([cell for document in documents
                                     for cell in document.get("unread_stdout", [])])
+    if kind == "store":
+        return store_table([cell for document in documents for cell in document["cells"]])
     if kind == "targets":
         rounds = options.get("unread-rounds")
         return targets_table(documents, int(rounds) if rounds else None)
     raise ValueError(f"bench-table '{spec}': unknown kind '{kind}'; "
-                     "kinds are cells, unread-stdout, targets")
+                     "kinds are cells, unread-stdout, store, targets")
 
 
 def render(text: str, directory: Path) -> str:

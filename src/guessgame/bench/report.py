@@ -24,6 +24,11 @@ THREADS_VS_THREADS = 1.25
 """all-threads against the thread-per-connection baseline at the same switch interval."""
 BETWEEN_VS_MIXED = 1.0
 """Every combination between the ends, against the plain program of the middle's shape."""
+STORE_COST = 1.10
+"""A stage's CPU per round with the results store on, against the same stage with
+`--results none`, at 100 clients."""
+NO_STORE_SUFFIX = " (no store)"
+"""A stage measured with `serve --results none`, beside the same stage with the store on."""
 IDLE_BYTES_PER_CONNECTION = 8 * 1024
 FIRST_REPLY_LIMIT_MS = 2000.0
 
@@ -92,6 +97,19 @@ def add_ratios(cells: list[dict[str, Any]], threads_same: str | None = None) -> 
             cell[key] = mine / base if mine and base else None
 
 
+def add_store_cost(cells: list[dict[str, Any]]) -> None:
+    """`x_no_store` on each store-on cell measured beside its `--results none` twin: its CPU
+    per round as a multiple of the twin's at the same clients and pattern."""
+    cost = {(cell["stage"].removesuffix(NO_STORE_SUFFIX), cell.get("pattern"), cell["clients"]):
+            cell.get("server_cpu_us_per_round")
+            for cell in cells if cell.get("results") == "none"}
+    for cell in cells:
+        key = (cell["stage"], cell.get("pattern"), cell["clients"])
+        if cell.get("results") == "on" and key in cost:
+            mine, base = cell.get("server_cpu_us_per_round"), cost[key]
+            cell["x_no_store"] = mine / base if mine and base else None
+
+
 def _num(value: Any, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
@@ -105,7 +123,8 @@ def table(cells: Iterable[dict[str, Any]]) -> str:
     per round beside the median."""
     head = ("stage", "clients", "pattern", "arrival", "rounds/s", "p50 ms", "p99 ms",
             "first reply p50 ms", "first reply p99 ms", "first reply max ms", "CPU µs/round",
-            "windows", "x threads", "x threads same SI", "x streams", "x mixed", "peak RSS MB",
+            "windows", "x threads", "x threads same SI", "x streams", "x mixed", "results",
+            "x no store", "peak RSS MB",
             "peak threads", "threads after", "failed", "stalled", "loadgen CPU")
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for cell in cells:
@@ -121,6 +140,7 @@ def table(cells: Iterable[dict[str, Any]]) -> str:
                " ".join(_num(w.get("server_cpu_us_per_round")) for w in windows) or "-",
                _num(cell.get("x_threads"), 2), _num(cell.get("x_threads_same"), 2),
                _num(cell.get("x_streams"), 2), _num(cell.get("x_mixed"), 2),
+               cell.get("results", "-"), _num(cell.get("x_no_store"), 2),
                _num(rss / 2**20 if rss else None),
                _num(cell.get("peak_threads")), _num(cell.get("threads_after")),
                _num(cell.get("failed")), _num(cell.get("stalled")),
@@ -218,6 +238,10 @@ def check_targets(cells: list[dict[str, Any]], idle: list[dict[str, Any]],
           {all_threads}, "x_threads_same" if same else "x_threads", THREADS_VS_THREADS)
     ratio(f"every other combination <= {BETWEEN_VS_MIXED}x {MIXED} CPU/round at "
           "C=100, 1000, every pattern", mixed, "x_mixed", BETWEEN_VS_MIXED)
+    check(f"the results store costs at most {STORE_COST - 1:.0%} more server CPU per round "
+          "at 100 clients, every stage",
+          [(where(key), f"{cell['x_no_store']:.2f}x", cell["x_no_store"] <= STORE_COST)
+           for key, cell in by.items() if key[2] == 100 and cell.get("x_no_store")])
     check(f"all-async <= {IDLE_BYTES_PER_CONNECTION // 1024} kB RSS per idle connection",
           [(f"{row['idle']} idle", f"{row['rss_per_connection_bytes'] / 1024:.1f} kB",
             row["rss_per_connection_bytes"] <= IDLE_BYTES_PER_CONNECTION)

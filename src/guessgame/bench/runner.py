@@ -50,6 +50,7 @@ class Target:
     baseline: str | None = None
     uvloop: bool = False
     switch_interval: float | None = None  # a baseline's, when not CPython's default
+    results: bool = True  # a stage's results store on (the bench config's) or `none`
 
     @property
     def is_baseline(self) -> bool:
@@ -67,7 +68,8 @@ class Target:
             config = uvloop_config(config)
         return [sys.executable, "-m", "guessgame", "serve", "--host", "127.0.0.1", "--port",
                 "0", "--async", layers, "--config", config, "-q",
-                *([] if reports else ["--no-reports"])]
+                *([] if reports else ["--no-reports"]),
+                *([] if self.results else ["--results", "none"])]
 
 
 def uvloop_config(config: str) -> str:
@@ -261,6 +263,8 @@ def measure(target: Target, load: Load, config: str, settle: float = 0.0,
         result["peak_rss_bytes"] = status.get("VmHWM")
         result["peak_threads"] = max(server.peak_threads, status.get("Threads", 0))
         result["slow_stdout"] = slow_stdout
+        if not target.is_baseline:
+            result["results"] = "on" if target.results else "none"
         result["threads_before"] = threads_before
         if settle:  # every client has gone: what the server keeps when idle again
             time.sleep(settle)
