@@ -39,6 +39,7 @@ from typing import Any, Final
 
 from guessgame import bridge, crossing
 from guessgame.crossing import LOOP_TO_THREAD, THREAD_TO_LOOP
+from guessgame.observe import tasknames
 
 _originals: dict[tuple[Any, str], Any] = {}
 """(owner, attribute) -> the original object, while installed."""
@@ -137,6 +138,7 @@ async def _arrive(coro: Coroutine[Any, Any, Any], seen: crossing.Crossing) -> An
 
 
 _ARRIVE: Final[CodeType] = crossing.arrive.__code__
+tasknames.arriving_at(_arrive.__code__, "seen")
 
 
 # --- loop -> thread ------------------------------------------------------------------

@@ -5,8 +5,9 @@ sender waits: a thread in `run_in_loop` waits for the task it started; a task in
 `run_in_thread` waits for the worker running its call; a thread or task blocked on a
 janus queue waits for the other side; a `TrackedLock`'s waiter waits for its holder.
 The commands attach it from the start (`observe.attach_defaults()`), so SIGUSR1 always
-has the graph; it costs a small object and a dict insert and pop per crossing (see
-`guessgame bench --crossings`).
+has the graph; it costs a small object and a dict insert and pop per call, in the
+sender's hooks only: a call's record reads its taker from the crossing when the graph
+is drawn, so the taking side pays no hook of ours (see `guessgame bench --crossings`).
 
 waitgraph.py joins these records to the threads' frames and the tasks' await chains,
 finds deadlocks and writes the text. Only waits a bridge can see are recorded: a plain
@@ -28,20 +29,35 @@ from guessgame.crossing import Party, me
 
 
 class Wait:
-    """One wait in flight. `target` may be filled in later, by the side that takes it."""
+    """One wait in flight. A call's `target` is its crossing's taker, read when asked:
+    the side that takes the call fills it in."""
 
-    __slots__ = ("bridge", "idle", "reported", "since", "target", "waiter")
+    __slots__ = ("_target", "bridge", "call", "idle", "reported", "since", "waiter")
 
-    def __init__(self, bridge: str, waiter: Party, target: Party | None, idle: bool) -> None:
+    def __init__(self, bridge: str, waiter: Party, target: Party | None, idle: bool,
+                 call: crossing.Crossing | None = None) -> None:
         self.bridge = bridge
         self.waiter = waiter
-        self.target = target
+        self._target = target
+        self.call = call
         self.idle = idle  # waiting for input a peer may never send: not a stall
         self.since = time.monotonic()
         self.reported = False
 
+    @property
+    def target(self) -> Party | None:
+        return self._target if self.call is None else self.call.taker
 
-_in_flight: dict[int, Wait] = {}
+    @target.setter
+    def target(self, target: Party | None) -> None:
+        if self.call is None:
+            self._target = target
+        else:
+            self.call.taker = target
+
+
+_in_flight: dict[object, Wait] = {}
+"""The waits in flight, by begin()'s key, or by the crossing for a call's."""
 _numbers = itertools.count()
 _loops: dict[int, asyncio.AbstractEventLoop] = {}
 _locks: weakref.WeakSet[TrackedLock] = weakref.WeakSet()
@@ -53,12 +69,6 @@ def begin(bridge: str, target: Party | None = None, *, waiter: Party | None = No
     key = next(_numbers)  # itertools.count is atomic under the GIL, as are dict ops
     _in_flight[key] = Wait(bridge, waiter or me(), target, idle)
     return key
-
-
-def set_target(key: int, target: Party) -> None:
-    wait = _in_flight.get(key)
-    if wait is not None:
-        wait.target = target
 
 
 def end(key: int) -> None:
@@ -83,18 +93,11 @@ class WaitGraph(crossing.Observer):
     items = False  # a line or report in a queue is no wait; only a blocked side is
 
     def sent(self, seen: crossing.Crossing) -> None:
-        if seen.is_call:
-            seen.marks["wait"] = begin(seen.bridge, seen.taker, waiter=seen.sender)
-
-    def taken(self, seen: crossing.Crossing) -> None:
-        key = seen.marks.get("wait")
-        if key is not None and seen.taker is not None:
-            set_target(key, seen.taker)
+        if seen.bridge in crossing.CALLS:
+            _in_flight[seen] = Wait(seen.bridge, seen.sender, None, False, seen)
 
     def returned(self, seen: crossing.Crossing) -> None:
-        key = seen.marks.pop("wait", None)
-        if key is not None:
-            end(key)
+        _in_flight.pop(seen, None)  # an item's crossing, or a call's return announced twice
 
     def blocked(self, block: crossing.Block) -> None:
         block.marks["wait"] = begin(block.bridge, block.waits_for, waiter=block.waiter,
