@@ -60,7 +60,9 @@ items_observed = False
 only the calls and the blocked sides (the wait graph): only then is an item wrapped."""
 
 _observers: tuple[Observer, ...] = ()
-_hooked: dict[str, tuple[Observer, ...]] = {}
+_hooked: dict[str, tuple[Callable[..., None], ...]] = {}
+"""hook -> the bound hooks of the observers that override it; each announcing function
+looks here first."""
 _lock = threading.Lock()
 _numbers = itertools.count(1)
 
@@ -76,7 +78,7 @@ class Crossing:
     """One crossing in flight, as observers see it. `marks` is theirs to keep state in,
     each under a key of its own (a wait's record, a debugger's intent)."""
 
-    __slots__ = ("_what", "bridge", "direction", "marks", "number", "sender", "sender_name",
+    __slots__ = ("_thread", "_what", "bridge", "direction", "marks", "number", "sender",
                  "taker")
 
     def __init__(self, bridge: str, direction: str, what: str | Callable[[], str],
@@ -85,10 +87,18 @@ class Crossing:
         self.bridge = bridge  # the mechanism: run_coroutine_threadsafe, janus, ...
         self.direction = direction
         self._what = what
-        self.sender = me()
-        self.sender_name = threading.current_thread().name
+        self._thread = thread = threading.get_ident()
+        loop = asyncio._get_running_loop()  # me(), with the thread's ident kept
+        task = asyncio.current_task(loop) if loop is not None else None
+        self.sender: Party = ("task", task) if task is not None else ("thread", thread)
         self.taker = taker  # filled in by taken(), where the taker is known
         self.marks: dict[str, Any] = {}
+
+    @property
+    def sender_name(self) -> str:
+        """The sending thread's name, looked up when asked, while the sender waits."""
+        sender = threading._active.get(self._thread)  # type: ignore[attr-defined]
+        return sender.name if sender is not None else f"thread {self._thread}"
 
     @property
     def what(self) -> str:
@@ -164,7 +174,7 @@ def detach(observer: Observer) -> None:
 def _settle(attached: tuple[Observer, ...]) -> None:
     """With the lock held: who gets which hook, and the flags the bridges look at."""
     global observed, items_observed, _observers, _hooked
-    _hooked = {hook: tuple(observer for observer in attached
+    _hooked = {hook: tuple(getattr(observer, hook) for observer in attached
                            if getattr(type(observer), hook) is not getattr(Observer, hook))
                for hook in HOOKS}
     _observers = attached
@@ -172,37 +182,65 @@ def _settle(attached: tuple[Observer, ...]) -> None:
     observed = bool(attached)
 
 
+_settle(())
+
+
 def observers() -> tuple[Observer, ...]:
     return _observers
 
 
 def _each(hook: str, *args: Any) -> None:
-    for observer in _hooked.get(hook, ()):
+    for call in _hooked[hook]:
         try:
-            getattr(observer, hook)(*args)
+            call(*args)
         except Exception:  # an observer's bug must not break the crossing it watches
-            detach(observer)
-            log.exception("crossing observer %r failed in %s(); detached", observer, hook)
+            _failed(call, hook)
+
+
+def _failed(call: Callable[..., None], hook: str) -> None:
+    observer = call.__self__  # type: ignore[attr-defined]
+    detach(observer)
+    log.exception("crossing observer %r failed in %s(); detached", observer, hook)
+
+
+# The four hooks of a crossing loop over their observers themselves, as `_each` does:
+# they run on every call across a bridge, where a call less is measurable.
 
 
 def sent(bridge: str, direction: str, what: str | Callable[[], str],
          taker: Party | None = None) -> Crossing:
     crossing = Crossing(bridge, direction, what, taker)
-    _each("sent", crossing)
+    for call in _hooked["sent"]:
+        try:
+            call(crossing)
+        except Exception:
+            _failed(call, "sent")
     return crossing
 
 
 def taken(crossing: Crossing) -> None:
     crossing.taker = me()
-    _each("taken", crossing)
+    for call in _hooked["taken"]:
+        try:
+            call(crossing)
+        except Exception:
+            _failed(call, "taken")
 
 
 def finished(crossing: Crossing) -> None:
-    _each("finished", crossing)
+    for call in _hooked["finished"]:
+        try:
+            call(crossing)
+        except Exception:
+            _failed(call, "finished")
 
 
 def returned(crossing: Crossing) -> None:
-    _each("returned", crossing)
+    for call in _hooked["returned"]:
+        try:
+            call(crossing)
+        except Exception:
+            _failed(call, "returned")
 
 
 def blocked(bridge: str, waits_for: Party, idle: bool = False,

@@ -29,35 +29,45 @@ from guessgame.crossing import Party, me
 
 
 class Wait:
-    """One wait in flight. A call's `target` is its crossing's taker, read when asked:
-    the side that takes the call fills it in."""
+    """One wait in flight. A call's wait is drawn from its crossing when asked: its
+    `target` is the crossing's taker, which the side that takes the call fills in, and
+    `reported` is kept with the crossing."""
 
-    __slots__ = ("_target", "bridge", "call", "idle", "reported", "since", "waiter")
+    __slots__ = ("_reported", "_target", "bridge", "call", "idle", "since", "waiter")
 
     def __init__(self, bridge: str, waiter: Party, target: Party | None, idle: bool,
-                 call: crossing.Crossing | None = None) -> None:
+                 call: crossing.Crossing | None = None, since: float | None = None) -> None:
         self.bridge = bridge
         self.waiter = waiter
         self._target = target
         self.call = call
         self.idle = idle  # waiting for input a peer may never send: not a stall
-        self.since = time.monotonic()
-        self.reported = False
+        self.since = time.monotonic() if since is None else since
+        self._reported = False
 
     @property
     def target(self) -> Party | None:
         return self._target if self.call is None else self.call.taker
 
-    @target.setter
-    def target(self, target: Party | None) -> None:
+    @property
+    def reported(self) -> bool:
+        return self._reported if self.call is None else "reported" in self.call.marks
+
+    @reported.setter
+    def reported(self, reported: bool) -> None:
         if self.call is None:
-            self._target = target
+            self._reported = reported
+        elif reported:
+            self.call.marks["reported"] = True
         else:
-            self.call.taker = target
+            self.call.marks.pop("reported", None)
 
 
-_in_flight: dict[object, Wait] = {}
-"""The waits in flight, by begin()'s key, or by the crossing for a call's."""
+_in_flight: dict[int, Wait] = {}
+"""The waits in flight that begin() records, by its key."""
+_calls: dict[crossing.Crossing, float] = {}
+"""The calls in flight, each with the time its sender started waiting: a call's hooks
+only insert and pop, and its Wait is made when asked (`in_flight()`)."""
 _numbers = itertools.count()
 _loops: dict[int, asyncio.AbstractEventLoop] = {}
 _locks: weakref.WeakSet[TrackedLock] = weakref.WeakSet()
@@ -94,10 +104,10 @@ class WaitGraph(crossing.Observer):
 
     def sent(self, seen: crossing.Crossing) -> None:
         if seen.bridge in crossing.CALLS:
-            _in_flight[seen] = Wait(seen.bridge, seen.sender, None, False, seen)
+            _calls[seen] = time.monotonic()
 
     def returned(self, seen: crossing.Crossing) -> None:
-        _in_flight.pop(seen, None)  # an item's crossing, or a call's return announced twice
+        _calls.pop(seen, None)  # an item's crossing, or a call's return announced twice
 
     def blocked(self, block: crossing.Block) -> None:
         block.marks["wait"] = begin(block.bridge, block.waits_for, waiter=block.waiter,
@@ -164,7 +174,7 @@ def stalled(threshold: float) -> list[Wait]:
     reported. Idle waits (a thread waiting for the peer's next line) are not stalls."""
     now = time.monotonic()
     found = []
-    for waiting in list(_in_flight.values()):
+    for waiting in _waits():
         if not waiting.reported and not waiting.idle and now - waiting.since > threshold:
             waiting.reported = True
             found.append(waiting)
@@ -173,7 +183,13 @@ def stalled(threshold: float) -> list[Wait]:
 
 def in_flight() -> Iterator[Wait]:
     """The crossings waiting now (for tests and tools)."""
-    return iter(list(_in_flight.values()))
+    return iter(_waits())
+
+
+def _waits() -> list[Wait]:
+    calls = list(_calls.items())  # one C call: the dict may change in other threads
+    return [*_in_flight.values(),
+            *(Wait(seen.bridge, seen.sender, None, False, seen, since) for seen, since in calls)]
 
 
 def loops() -> dict[int, asyncio.AbstractEventLoop]:
