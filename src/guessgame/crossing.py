@@ -78,7 +78,7 @@ class Crossing:
     """One crossing in flight, as observers see it. `marks` is theirs to keep state in,
     each under a key of its own (a wait's record, a debugger's intent)."""
 
-    __slots__ = ("_thread", "_what", "bridge", "direction", "marks", "number", "sender",
+    __slots__ = ("_what", "bridge", "direction", "marks", "number", "sender", "sender_name",
                  "taker")
 
     def __init__(self, bridge: str, direction: str, what: str | Callable[[], str],
@@ -87,18 +87,10 @@ class Crossing:
         self.bridge = bridge  # the mechanism: run_coroutine_threadsafe, janus, ...
         self.direction = direction
         self._what = what
-        self._thread = thread = threading.get_ident()
-        loop = asyncio._get_running_loop()  # me(), with the thread's ident kept
-        task = asyncio.current_task(loop) if loop is not None else None
-        self.sender: Party = ("task", task) if task is not None else ("thread", thread)
+        self.sender = me()
+        self.sender_name = threading.current_thread().name
         self.taker = taker  # filled in by taken(), where the taker is known
         self.marks: dict[str, Any] = {}
-
-    @property
-    def sender_name(self) -> str:
-        """The sending thread's name, looked up when asked, while the sender waits."""
-        sender = threading._active.get(self._thread)  # type: ignore[attr-defined]
-        return sender.name if sender is not None else f"thread {self._thread}"
 
     @property
     def what(self) -> str:
