@@ -39,7 +39,6 @@ from typing import Any, Final
 
 from guessgame import bridge, crossing
 from guessgame.crossing import LOOP_TO_THREAD, THREAD_TO_LOOP
-from guessgame.observe import tasknames
 
 _originals: dict[tuple[Any, str], Any] = {}
 """(owner, attribute) -> the original object, while installed."""
@@ -111,11 +110,18 @@ def run_coroutine_threadsafe(coro: Coroutine[Any, Any, Any],
     if not crossing.observed or getattr(coro, "cr_code", None) is _ARRIVE:
         future: concurrent.futures.Future[Any] = original(coro, loop)
         return future
-    seen = crossing.sent("run_coroutine_threadsafe", THREAD_TO_LOOP, bridge._name_of(coro))
+    what = bridge._name_of(coro)
+    seen = crossing.sent("run_coroutine_threadsafe", THREAD_TO_LOOP, what)
     followed = "step" in seen.marks  # a debugger steps into it
+    if followed:
+        work = crossing.arrive(coro, seen)
+    else:
+        work = _arrive(coro, seen)
+        # Named after the call and its sender, as the task that runs it is named
+        # after its coroutine (tasknames.py): no lookup on the loop's side.
+        work.__qualname__ = f"{what} from {seen.sender_name}"  # type: ignore[attr-defined]
     try:
-        future = original(crossing.arrive(coro, seen) if followed else _arrive(coro, seen),
-                          loop)
+        future = original(work, loop)
     except BaseException:
         crossing.returned(seen)
         raise
@@ -138,7 +144,6 @@ async def _arrive(coro: Coroutine[Any, Any, Any], seen: crossing.Crossing) -> An
 
 
 _ARRIVE: Final[CodeType] = crossing.arrive.__code__
-tasknames.arriving_at(_arrive.__code__, "seen")
 
 
 # --- loop -> thread ------------------------------------------------------------------

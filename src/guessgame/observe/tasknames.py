@@ -3,7 +3,7 @@
 `TASK_NAMES` observes the seam (guessgame.crossing). On each loop that joins the process
 it installs a task factory that names a task created without a name after its
 coroutine; a task that runs a call from a thread (the seam's `arrive` around the
-coroutine) is named after the coroutine and the waiting thread:
+coroutine) is named after the call and the waiting thread:
 `System._async_session from session 127.0.0.1:50312`. The name is given as the task is
 made, so a crossing costs no hook of ours on the loop.
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import sys
-from types import CodeType
 from typing import Any, Final
 
 from guessgame import crossing
@@ -41,28 +40,20 @@ class _Task(asyncio.Task[Any]):
 # Elsewhere asyncio's own Task, which keeps the C fast paths a subclass loses.
 _TASK: Final = _Task if sys.version_info[:3] == (3, 13, 0) else asyncio.Task
 
-_ARRIVALS: dict[CodeType, str] = {crossing.arrive.__code__: "crossing"}
-"""The code of each coroutine that carries a call across, and the name of its argument
-holding the crossing (see `arriving_at()`)."""
-
-
-def arriving_at(code: CodeType, argument: str) -> None:
-    """Tasks whose coroutine runs `code` carry the crossing in `argument`: they are
-    named after it."""
-    _ARRIVALS[code] = argument
+_ARRIVE: Final = crossing.arrive.__code__
 
 
 def _named_task(loop: asyncio.AbstractEventLoop, coro: Any, *, name: str | None = None,
                 context: contextvars.Context | None = None, **options: Any) -> asyncio.Task[Any]:
     """A task created without a name is named after its coroutine, or, when it runs a
-    call from a thread, after the call and the thread. An explicit create_task(name=...)
-    wins: up to 3.13.0 asyncio renames the task after the factory returns it, and later
-    versions pass the name (and any other option) here."""
+    call from a thread (`crossing.arrive`), after the call and the thread. The stdlib's
+    bridges name their own wrapper so (stdlib_bridges.py). An explicit
+    create_task(name=...) wins: up to 3.13.0 asyncio renames the task after the factory
+    returns it, and later versions pass the name (and any other option) here."""
     if name is None:
-        argument = _ARRIVALS.get(getattr(coro, "cr_code", None))  # type: ignore[arg-type]
-        if argument is None:
-            name = getattr(coro, "__qualname__", None)
-        else:
-            seen = coro.cr_frame.f_locals[argument]
+        if getattr(coro, "cr_code", None) is _ARRIVE:
+            seen = coro.cr_frame.f_locals["crossing"]
             name = f"{seen.what} from {seen.sender_name}"
+        else:
+            name = getattr(coro, "__qualname__", None)
     return _TASK(coro, loop=loop, name=name, context=context, **options)
