@@ -5,7 +5,7 @@ it installs a task factory that names a task created without a name after its
 coroutine; a task that runs a call from a thread (the seam's `arrive` around the
 coroutine) is named after the call and the waiting thread:
 `System._async_session from session 127.0.0.1:50312`. The name is given as the task is
-made, so a crossing costs no hook of ours on the loop.
+made, so taking a call runs no hook of ours.
 """
 
 from __future__ import annotations

@@ -5,9 +5,9 @@ sender waits: a thread in `run_in_loop` waits for the task it started; a task in
 `run_in_thread` waits for the worker running its call; a thread or task blocked on a
 janus queue waits for the other side; a `TrackedLock`'s waiter waits for its holder.
 The commands attach it from the start (`observe.attach_defaults()`), so SIGUSR1 always
-has the graph; it costs a small object and a dict insert and pop per call, in the
-sender's hooks only: a call's record reads its taker from the crossing when the graph
-is drawn, so the taking side pays no hook of ours (see `guessgame bench --crossings`).
+has the graph; it costs a dict insert as a call is sent and a pop as it returns: a
+call's record reads its taker from the crossing when the graph is drawn, so taking a
+call runs no hook of the graph's (see `guessgame bench --crossings`).
 
 waitgraph.py joins these records to the threads' frames and the tasks' await chains,
 finds deadlocks and writes the text. Only waits a bridge can see are recorded: a plain
