@@ -68,8 +68,8 @@ class System:
 
     def _guesser(self, session_id: str) -> Guesser:
         # Seeded per session, so a seed gives the same guesses whatever runs them.
-        # Unseeded, they share one generator: its state is 2.5 kB, a third of what an
-        # idle asyncio connection costs otherwise.
+        # Unseeded, they share one generator: a generator per connection would be the
+        # largest part of an idle asyncio connection's memory.
         if self._seed is None:
             return Guesser(_UNSEEDED)
         return Guesser(random.Random(f"{self._seed}/{session_id}"))

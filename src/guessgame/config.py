@@ -114,13 +114,13 @@ class Settings:
     holding it: asyncio's own slow_callback_duration."""
     switch_interval: float = 0.001
     """Seconds `serve` lets a thread hold the GIL while another waits for it, wherever
-    threads read the sockets; see docs/performance.md. CPython's default, 5 ms, made
-    each accept() of a threaded acceptor wait up to that long behind the sessions it
-    had already admitted, reading their sockets."""
+    threads read the sockets: a threaded acceptor's accept() waits for the GIL behind
+    every session reading its socket, up to this long each time (docs/performance.md,
+    "Switch interval")."""
     switch_interval_async_connections: float = 0.005
     """The same, once every connection is read on the event loop. Session threads then
-    wait only on queues: a burst of 1000 peers is still answered within 2 s at 5 ms,
-    and 1 ms cost about 10% more CPU per round (docs/performance.md)."""
+    wait only on queues, so CPython's default holds the burst target at less CPU per
+    round (docs/performance.md, "Switch interval")."""
     results: str | None = None
     """`serve`'s results database (`results` in [guessgame]); None: its default."""
     stages: dict[str, Layers] = field(default_factory=dict)

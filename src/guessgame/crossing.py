@@ -60,7 +60,9 @@ items_observed = False
 only the calls and the blocked sides (the wait graph): only then is an item wrapped."""
 
 _observers: tuple[Observer, ...] = ()
-_hooked: dict[str, tuple[Observer, ...]] = {}
+_hooked: dict[str, tuple[Callable[..., None], ...]] = {}
+"""hook -> the bound hooks of the observers that override it; each announcing function
+looks here first."""
 _lock = threading.Lock()
 _numbers = itertools.count(1)
 
@@ -164,7 +166,7 @@ def detach(observer: Observer) -> None:
 def _settle(attached: tuple[Observer, ...]) -> None:
     """With the lock held: who gets which hook, and the flags the bridges look at."""
     global observed, items_observed, _observers, _hooked
-    _hooked = {hook: tuple(observer for observer in attached
+    _hooked = {hook: tuple(getattr(observer, hook) for observer in attached
                            if getattr(type(observer), hook) is not getattr(Observer, hook))
                for hook in HOOKS}
     _observers = attached
@@ -172,37 +174,65 @@ def _settle(attached: tuple[Observer, ...]) -> None:
     observed = bool(attached)
 
 
+_settle(())
+
+
 def observers() -> tuple[Observer, ...]:
     return _observers
 
 
 def _each(hook: str, *args: Any) -> None:
-    for observer in _hooked.get(hook, ()):
+    for call in _hooked[hook]:
         try:
-            getattr(observer, hook)(*args)
+            call(*args)
         except Exception:  # an observer's bug must not break the crossing it watches
-            detach(observer)
-            log.exception("crossing observer %r failed in %s(); detached", observer, hook)
+            _failed(call, hook)
+
+
+def _failed(call: Callable[..., None], hook: str) -> None:
+    observer = call.__self__  # type: ignore[attr-defined]
+    detach(observer)
+    log.exception("crossing observer %r failed in %s(); detached", observer, hook)
+
+
+# The four hooks of a crossing loop over their observers themselves, as `_each` does:
+# they run on every call across a bridge, where a call less is measurable.
 
 
 def sent(bridge: str, direction: str, what: str | Callable[[], str],
          taker: Party | None = None) -> Crossing:
     crossing = Crossing(bridge, direction, what, taker)
-    _each("sent", crossing)
+    for call in _hooked["sent"]:
+        try:
+            call(crossing)
+        except Exception:
+            _failed(call, "sent")
     return crossing
 
 
 def taken(crossing: Crossing) -> None:
     crossing.taker = me()
-    _each("taken", crossing)
+    for call in _hooked["taken"]:
+        try:
+            call(crossing)
+        except Exception:
+            _failed(call, "taken")
 
 
 def finished(crossing: Crossing) -> None:
-    _each("finished", crossing)
+    for call in _hooked["finished"]:
+        try:
+            call(crossing)
+        except Exception:
+            _failed(call, "finished")
 
 
 def returned(crossing: Crossing) -> None:
-    _each("returned", crossing)
+    for call in _hooked["returned"]:
+        try:
+            call(crossing)
+        except Exception:
+            _failed(call, "returned")
 
 
 def blocked(bridge: str, waits_for: Party, idle: bool = False,

@@ -12,9 +12,9 @@ reads it keeps 300 threads for the life of the process. `WorkerPool` is an Execu
 
 Starting a thread is slow under load: `Thread.start()` waits until the new thread has
 run, and the new thread waits for the GIL behind every thread that is busy, up to the
-switch interval, after which the starter waits for the GIL back. Done one after
-another by the caller, a burst of 1000 calls took seconds, and an event loop that
-submits stood still meanwhile. So the caller starts at most one worker, and only when
+switch interval, after which the starter waits for the GIL back. Starts made one after
+another by the caller grow with the burst, and an event loop that submits stands still
+meanwhile. So the caller starts at most one worker, and only when
 none is on its way; each new worker takes a queued job, then starts up to `FAN_OUT`
 more for the jobs no starting worker will take, and, while the pool grows, one spare
 so that the next call finds a worker on its way. Starts proceed in parallel, and a

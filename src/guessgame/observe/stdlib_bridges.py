@@ -110,11 +110,18 @@ def run_coroutine_threadsafe(coro: Coroutine[Any, Any, Any],
     if not crossing.observed or getattr(coro, "cr_code", None) is _ARRIVE:
         future: concurrent.futures.Future[Any] = original(coro, loop)
         return future
-    seen = crossing.sent("run_coroutine_threadsafe", THREAD_TO_LOOP, bridge._name_of(coro))
+    what = bridge._name_of(coro)
+    seen = crossing.sent("run_coroutine_threadsafe", THREAD_TO_LOOP, what)
     followed = "step" in seen.marks  # a debugger steps into it
+    if followed:
+        work = crossing.arrive(coro, seen)
+    else:
+        work = _arrive(coro, seen)
+        # Named after the call and its sender, as the task that runs it is named
+        # after its coroutine (tasknames.py): no lookup on the loop's side.
+        work.__qualname__ = f"{what} from {seen.sender_name}"  # type: ignore[attr-defined]
     try:
-        future = original(crossing.arrive(coro, seen) if followed else _arrive(coro, seen),
-                          loop)
+        future = original(work, loop)
     except BaseException:
         crossing.returned(seen)
         raise

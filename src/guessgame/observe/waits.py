@@ -5,8 +5,9 @@ sender waits: a thread in `run_in_loop` waits for the task it started; a task in
 `run_in_thread` waits for the worker running its call; a thread or task blocked on a
 janus queue waits for the other side; a `TrackedLock`'s waiter waits for its holder.
 The commands attach it from the start (`observe.attach_defaults()`), so SIGUSR1 always
-has the graph; it costs a small object and a dict insert and pop per crossing (see
-`guessgame bench --crossings`).
+has the graph; it costs a dict insert as a call is sent and a pop as it returns: a
+call's record reads its taker from the crossing when the graph is drawn, so taking a
+call runs no hook of the graph's (see `guessgame bench --crossings`).
 
 waitgraph.py joins these records to the threads' frames and the tasks' await chains,
 finds deadlocks and writes the text. Only waits a bridge can see are recorded: a plain
@@ -28,20 +29,45 @@ from guessgame.crossing import Party, me
 
 
 class Wait:
-    """One wait in flight. `target` may be filled in later, by the side that takes it."""
+    """One wait in flight. A call's wait is drawn from its crossing when asked: its
+    `target` is the crossing's taker, which the side that takes the call fills in, and
+    `reported` is kept with the crossing."""
 
-    __slots__ = ("bridge", "idle", "reported", "since", "target", "waiter")
+    __slots__ = ("_reported", "_target", "bridge", "call", "idle", "since", "waiter")
 
-    def __init__(self, bridge: str, waiter: Party, target: Party | None, idle: bool) -> None:
+    def __init__(self, bridge: str, waiter: Party, target: Party | None, idle: bool,
+                 call: crossing.Crossing | None = None, since: float | None = None) -> None:
         self.bridge = bridge
         self.waiter = waiter
-        self.target = target
+        self._target = target
+        self.call = call
         self.idle = idle  # waiting for input a peer may never send: not a stall
-        self.since = time.monotonic()
-        self.reported = False
+        self.since = time.monotonic() if since is None else since
+        self._reported = False
+
+    @property
+    def target(self) -> Party | None:
+        return self._target if self.call is None else self.call.taker
+
+    @property
+    def reported(self) -> bool:
+        return self._reported if self.call is None else "reported" in self.call.marks
+
+    @reported.setter
+    def reported(self, reported: bool) -> None:
+        if self.call is None:
+            self._reported = reported
+        elif reported:
+            self.call.marks["reported"] = True
+        else:
+            self.call.marks.pop("reported", None)
 
 
 _in_flight: dict[int, Wait] = {}
+"""The waits in flight that begin() records, by its key."""
+_calls: dict[crossing.Crossing, float] = {}
+"""The calls in flight, each with the time its sender started waiting: a call's hooks
+only insert and pop, and its Wait is made when asked (`in_flight()`)."""
 _numbers = itertools.count()
 _loops: dict[int, asyncio.AbstractEventLoop] = {}
 _locks: weakref.WeakSet[TrackedLock] = weakref.WeakSet()
@@ -53,12 +79,6 @@ def begin(bridge: str, target: Party | None = None, *, waiter: Party | None = No
     key = next(_numbers)  # itertools.count is atomic under the GIL, as are dict ops
     _in_flight[key] = Wait(bridge, waiter or me(), target, idle)
     return key
-
-
-def set_target(key: int, target: Party) -> None:
-    wait = _in_flight.get(key)
-    if wait is not None:
-        wait.target = target
 
 
 def end(key: int) -> None:
@@ -83,18 +103,11 @@ class WaitGraph(crossing.Observer):
     items = False  # a line or report in a queue is no wait; only a blocked side is
 
     def sent(self, seen: crossing.Crossing) -> None:
-        if seen.is_call:
-            seen.marks["wait"] = begin(seen.bridge, seen.taker, waiter=seen.sender)
-
-    def taken(self, seen: crossing.Crossing) -> None:
-        key = seen.marks.get("wait")
-        if key is not None and seen.taker is not None:
-            set_target(key, seen.taker)
+        if seen.bridge in crossing.CALLS:
+            _calls[seen] = time.monotonic()
 
     def returned(self, seen: crossing.Crossing) -> None:
-        key = seen.marks.pop("wait", None)
-        if key is not None:
-            end(key)
+        _calls.pop(seen, None)  # an item's crossing, or a call's return announced twice
 
     def blocked(self, block: crossing.Block) -> None:
         block.marks["wait"] = begin(block.bridge, block.waits_for, waiter=block.waiter,
@@ -161,7 +174,7 @@ def stalled(threshold: float) -> list[Wait]:
     reported. Idle waits (a thread waiting for the peer's next line) are not stalls."""
     now = time.monotonic()
     found = []
-    for waiting in list(_in_flight.values()):
+    for waiting in _waits():
         if not waiting.reported and not waiting.idle and now - waiting.since > threshold:
             waiting.reported = True
             found.append(waiting)
@@ -170,7 +183,13 @@ def stalled(threshold: float) -> list[Wait]:
 
 def in_flight() -> Iterator[Wait]:
     """The crossings waiting now (for tests and tools)."""
-    return iter(list(_in_flight.values()))
+    return iter(_waits())
+
+
+def _waits() -> list[Wait]:
+    calls = list(_calls.items())  # one C call: the dict may change in other threads
+    return [*_in_flight.values(),
+            *(Wait(seen.bridge, seen.sender, None, False, seen, since) for seen, since in calls)]
 
 
 def loops() -> dict[int, asyncio.AbstractEventLoop]:
