@@ -10,11 +10,15 @@ page, as `guessgame bench --out` writes them). KIND is one of:
 
 - `cells`: one row per stage and client count (slow-stdout cells left out). A `clients`
   column appears when the counts differ, a `pattern` column (the load generator's client
-  pattern) when any cell has one, and an `x mixed` column when any cell was measured
-  beside baseline-mixed;
+  pattern) when the patterns do, an `x mixed` column when any cell was measured
+  beside baseline-mixed, and `threads after` when any cell counted them (`--settle`);
+  `x threads` and `x streams` when a cell has them, `x threads same SI` instead of
+  `x threads` when the run has the thread baseline at the threaded stages' switch
+  interval;
 - `unread-stdout`: the cells whose transcript went to a pipe nobody read;
 - `store`: each stage measured with the results store on and with `--results none` in
-  the same passes (`bench --store-cost`), and the ratio of their CPU per round;
+  the same passes (`bench --store-cost`): per client pattern, the ratio of their CPU per
+  round and the µs between;
 - `targets`: every target the cells of all the files can speak to, checked by
   `report.check_targets`, with the misses named; `unread-rounds=N` among the files
   checks the unread-stdout cells against N rounds (`bench --unread-stdout N`).
@@ -59,7 +63,7 @@ def cells_table(cells: list[Cell]) -> str:
     """Throughput, cost against the baselines, admission and threads, per stage and count."""
     cells = [cell for cell in cells if not cell.get("slow_stdout")]
     columns: list[tuple[str, Callable[[Cell], str]]] = [("stage", lambda c: c["stage"])]
-    if _share(cells, "pattern"):
+    if len({cell.get("pattern") for cell in cells}) > 1:
         columns.append(("pattern", lambda c: str(c.get("pattern") or "-")))
     if len({cell["clients"] for cell in cells}) > 1:
         columns.append(("clients", lambda c: _num(c["clients"])))
@@ -67,15 +71,19 @@ def cells_table(cells: list[Cell]) -> str:
         ("rounds/s", lambda c: _num(c.get("rounds_per_s"), 0)),
         ("first reply max ms", lambda c: _num(c.get("first_reply_max_ms"), 0)),
         ("CPU µs/round", lambda c: _num(c.get("server_cpu_us_per_round"))),
-        ("x threads", lambda c: _num(c.get("x_threads"), 2)),
-        ("x streams", lambda c: _num(c.get("x_streams"), 2)),
     ]
+    # Against the thread baseline at the threaded stages' switch interval, if measured.
+    if _share(cells, "x_threads_same"):
+        columns.append(("x threads same SI", lambda c: _num(c.get("x_threads_same"), 2)))
+    elif _share(cells, "x_threads"):
+        columns.append(("x threads", lambda c: _num(c.get("x_threads"), 2)))
+    if _share(cells, "x_streams"):
+        columns.append(("x streams", lambda c: _num(c.get("x_streams"), 2)))
     if _share(cells, "x_mixed"):
         columns.append(("x mixed", lambda c: _num(c.get("x_mixed"), 2)))
-    columns += [
-        ("threads after", lambda c: _num(c.get("threads_after"))),
-        ("failed", lambda c: _num(c.get("failed"))),
-    ]
+    if _share(cells, "threads_after"):
+        columns.append(("threads after", lambda c: _num(c.get("threads_after"))))
+    columns.append(("failed", lambda c: _num(c.get("failed"))))
     return _markdown([name for name, _ in columns],
                      [[value(cell) for _, value in columns] for cell in cells])
 
@@ -92,21 +100,24 @@ def unread_stdout_table(cells: list[Cell]) -> str:
 
 
 def store_table(cells: list[Cell]) -> str:
-    """CPU per round with the results store on and off, per stage, pattern and count."""
+    """Per stage (and count, when they differ), one column per client pattern: CPU per
+    round with the results store on as a multiple of `--results none`, and the µs between."""
     off = {(cell["stage"].removesuffix(report.NO_STORE_SUFFIX), cell.get("pattern"),
             cell["clients"]): cell for cell in cells if cell.get("results") == "none"}
-    head = ("stage", "pattern", "clients", "rounds/s on", "rounds/s none",
-            "CPU µs/round on", "CPU µs/round none", "x no store")
-    rows = []
-    for cell in cells:
-        twin = off.get((cell["stage"], cell.get("pattern"), cell["clients"]))
-        if cell.get("results") == "on" and twin is not None:
-            rows.append((cell["stage"], str(cell.get("pattern") or "-"), _num(cell["clients"]),
-                         _num(cell.get("rounds_per_s"), 0), _num(twin.get("rounds_per_s"), 0),
-                         _num(cell.get("server_cpu_us_per_round")),
-                         _num(twin.get("server_cpu_us_per_round")),
-                         _num(cell.get("x_no_store"), 2)))
-    return _markdown(head, rows)
+    pairs = [(cell, twin) for cell in cells if cell.get("results") == "on"
+             and (twin := off.get((cell["stage"], cell.get("pattern"), cell["clients"])))]
+    patterns = list(dict.fromkeys(str(cell.get("pattern") or "-") for cell, _ in pairs))
+    counts = len({cell["clients"] for cell, _ in pairs}) > 1
+    rows: dict[tuple[str, int], dict[str, str]] = {}
+    for cell, twin in pairs:
+        on, none = cell.get("server_cpu_us_per_round"), twin.get("server_cpu_us_per_round")
+        rows.setdefault((cell["stage"], cell["clients"]), {})[
+            str(cell.get("pattern") or "-")] = (
+            f"{_num(cell.get('x_no_store'), 2)} ({on - none:+.1f} µs)" if on and none else "-")
+    head = ["stage", *(["clients"] if counts else []), *(f"x no store, {p}" for p in patterns)]
+    return _markdown(head, [[stage, *([_num(clients)] if counts else []),
+                             *(found.get(p, "-") for p in patterns)]
+                            for (stage, clients), found in rows.items()])
 
 
 def targets_table(documents: list[dict[str, Any]], unread_rounds: int | None) -> str:
