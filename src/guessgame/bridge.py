@@ -50,7 +50,7 @@ CANCEL_GRACE: Final = 1.0
 def new_event_loop(uvloop: bool = False) -> asyncio.AbstractEventLoop:
     """asyncio's own loop, or uvloop's with `uvloop = true` when uvloop is installed.
 
-    uvloop is optional (the `bench` extra; docs/performance.md says what it changes).
+    uvloop is optional (the `bench` extra), and the suite runs on both where installed.
     Asked for but missing, it is not worth failing over: asyncio's loop serves the same.
     """
     if uvloop:
