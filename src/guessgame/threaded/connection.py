@@ -17,8 +17,8 @@ from guessgame.observe import trace
 from guessgame.protocol import IdleTimeout, LineBuffer, PeerClosed
 
 READ_BYTES: Final = 64 * 1024
-"""What each recv() asks for at most: a block the heap serves, as the asyncio twin reads
-(aio.connection.READ_BYTES), and recv() hands back only what arrived."""
+"""What each recv() asks for at most: the asyncio twin's size, which the heap serves;
+recv() keeps only what arrived, so no buffer of this size stays with a connection."""
 
 
 class Lines(Protocol):
