@@ -74,8 +74,8 @@ def assert_config_rejects(tmp_path: Path, setting: str, message: str) -> None:
 
 def watch_thresholds_in_demo(monkeypatch: pytest.MonkeyPatch,
                              capsys: pytest.CaptureFixture[str], watch: type[Any],
-                             config: Path, debug: bool) -> list[float]:
-    """Play the demo at async-session with `config` (under --debug if `debug`), which
+                             path: Path, debug: bool) -> list[float]:
+    """Play the demo at async-session with the config at `path` (under --debug if `debug`), which
     must end well; the threshold of each `watch` (a context manager) entered."""
     started: list[float] = []
     enter = watch.__enter__
@@ -85,7 +85,7 @@ def watch_thresholds_in_demo(monkeypatch: pytest.MonkeyPatch,
         return enter(self)
 
     monkeypatch.setattr(watch, "__enter__", recording)
-    argv = ["demo", "--config", str(config), "--stage", "async-session", "--seed", "1", "-q"]
+    argv = ["demo", "--config", str(path), "--stage", "async-session", "--seed", "1", "-q"]
     assert cli.main(argv + ["--debug"] * debug) == 0
     assert "client: 12 is CORRECT" in capsys.readouterr().out
     return started

@@ -43,6 +43,7 @@ def plain(name: str) -> ModuleType:
 feeders, blocking_calls, janus_pipeline, loop_thread = (
     plain("feeders"), plain("blocking_calls"), plain("janus_pipeline"), plain("loop_thread"))
 
+
 def blocking_call(call: str, function: Callable[..., Any],
                   worker: str) -> tuple[list[str], int, str, Across]:
     """blocking_calls.py, stepped from its main coroutine into `function` in `worker`."""
