@@ -19,10 +19,11 @@ import pytest
 
 from guessgame import app, cli, config, outcomes, results
 from guessgame.bridge import Bridge
-from guessgame.config import ConfigError, Layers, Settings
+from guessgame.config import Layers, Settings
 from guessgame.live.host import ServerHost
 from guessgame.outcomes import Played, Scorekeeper
 from guessgame.protocol import Guesser
+from harness import assert_config_rejects
 from peers import CONFIG, DEADLINE, eventually
 from timing import UNIT
 
@@ -359,10 +360,7 @@ def test_demo_trace_shows_the_store_reached_through_run_in_executor_once_session
 
 @pytest.mark.parametrize("value", ["5", '""', "true"])
 def test_the_results_key_must_be_a_path(tmp_path: Path, value: str) -> None:
-    path = tmp_path / "r.toml"
-    path.write_text(f"[guessgame]\nresults = {value}\n[stages]\nall-threads = []\n")
-    with pytest.raises(ConfigError, match='results must be a file path or "none"'):
-        config.load(str(path))
+    assert_config_rejects(tmp_path, f"results = {value}", 'results must be a file path or "none"')
 
 
 def test_serve_takes_the_results_path_from_the_flag_then_the_config_then_the_default(
