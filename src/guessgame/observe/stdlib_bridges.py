@@ -213,7 +213,7 @@ _sides: weakref.WeakKeyDictionary[Any, _Sides] = weakref.WeakKeyDictionary()
 
 
 def _sides_of(face: Any) -> _Sides:
-    queue = face._parent
+    queue = crossing.janus_queue_of(face)
     found = _sides.get(queue)
     if found is None:
         found = _sides.setdefault(queue, _Sides())
