@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import queue
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 Message = dict[str, Any]
+T = TypeVar("T")
 
 
 class DapError(AssertionError):
@@ -102,3 +108,49 @@ class DapClient:
             self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
         self._reader.join(self.timeout)
+
+
+def free_port() -> int:
+    # debugpy's `--listen 0` picks a port but prints nothing, so pick one here.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def stop(process: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
+    """Kill the program and the adapter process debugpy started beside it: they share
+    the session they were started in, and the adapter holds the pipes open."""
+    with contextlib.suppress(ProcessLookupError):  # all gone already
+        os.killpg(process.pid, signal.SIGKILL)
+    if process.stdout is not None and not process.stdout.closed:
+        return process.communicate(timeout=timeout)
+    process.wait(timeout)
+    return "", ""
+
+
+def debugged(argv: list[str], timeout: float,
+             drive: Callable[[DapClient], T]) -> tuple[T, subprocess.CompletedProcess[str]]:
+    """Run `python -m debugpy ... ARGV` waiting for a client, let `drive` debug it over DAP,
+    and return what `drive` returned and how the program ended. A failure while debugging
+    is raised as one AssertionError with the program's output, and the program and its
+    adapter are gone afterwards, whatever happened."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "debugpy", "--listen", f"127.0.0.1:{port}", "--wait-for-client",
+         *argv],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
+    dap = None
+    try:
+        dap = DapClient(port, timeout)
+        driven = drive(dap)
+        out, err = process.communicate(timeout=timeout)
+    except (DapError, AssertionError, subprocess.TimeoutExpired) as error:
+        out, err = stop(process, timeout)
+        raise AssertionError(f"{error}\nstdout:\n{out}\nstderr:\n{err[-3000:]}") from None
+    finally:
+        if dap is not None:
+            dap.close()
+        stop(process, timeout)
+    return driven, subprocess.CompletedProcess(process.args, process.returncode, out, err)

@@ -9,9 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+import pytest
+
+from guessgame import cli, config
 from guessgame.bridge import loop_thread
 from guessgame.compose import Rounds, System
-from guessgame.config import CLIENT_LAYERS, Layers, Settings
+from guessgame.config import CLIENT_LAYERS, ConfigError, Layers, Settings
 from guessgame.observe import trace
 from guessgame.protocol import OURS, Game, Vocabulary
 from peers import CONFIG, layers_arg
@@ -54,3 +57,35 @@ def first_body_line(function: Callable[..., Any]) -> tuple[str, int]:
     code = function.__code__
     line = min(line for *_, line in code.co_lines() if line and line > code.co_firstlineno)
     return os.path.realpath(code.co_filename), line
+
+
+def config_with(tmp_path: Path, setting: str) -> Path:
+    """A config file whose [guessgame] table holds `setting` ("key = value"), one stage."""
+    path = tmp_path / "setting.toml"
+    path.write_text(f"[guessgame]\n{setting}\n[stages]\nall-threads = []\n")
+    return path
+
+
+def assert_config_rejects(tmp_path: Path, setting: str, message: str) -> None:
+    """A config holding `setting` fails to load with an error matching `message`."""
+    with pytest.raises(ConfigError, match=message):
+        config.load(str(config_with(tmp_path, setting)))
+
+
+def watch_thresholds_in_demo(monkeypatch: pytest.MonkeyPatch,
+                             capsys: pytest.CaptureFixture[str], watch: type[Any],
+                             path: Path, debug: bool) -> list[float]:
+    """Play the demo at async-session with the config at `path` (under --debug if `debug`), which
+    must end well; the threshold of each `watch` (a context manager) entered."""
+    started: list[float] = []
+    enter = watch.__enter__
+
+    def recording(self: Any) -> Any:
+        started.append(self.threshold)
+        return enter(self)
+
+    monkeypatch.setattr(watch, "__enter__", recording)
+    argv = ["demo", "--config", str(path), "--stage", "async-session", "--seed", "1", "-q"]
+    assert cli.main(argv + ["--debug"] * debug) == 0
+    assert "client: 12 is CORRECT" in capsys.readouterr().out
+    return started

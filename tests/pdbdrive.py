@@ -19,7 +19,10 @@ from timing import UNIT
 
 PROMPT = "(Pdb) "
 HEADER = re.compile(r"\[thread '([^']*)', task '([^']*)', session '([^']*)'\]")
-LOCATION = re.compile(r"^> (\S+?)\((\d+)\)([\w<>]+)\(\)(->)?", re.MULTILINE)
+# The program's own output shares stdout with pdb, so a line it prints may run into the
+# location line: "server: new game 1..5> /path(93)put()". The location is found after it.
+LOCATION = re.compile(r"(?:^|(?<=\S))> (/\S+?|\S+?\.py|<[^>]+>)\((\d+)\)([\w<>]+)\(\)(->)?",
+                      re.MULTILINE)
 
 
 @dataclass(frozen=True)

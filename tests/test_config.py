@@ -11,6 +11,7 @@ import pytest
 from conftest import CONFIG
 from guessgame import compose, config
 from guessgame.config import ConfigError, Layers
+from harness import assert_config_rejects, config_with
 
 
 def test_the_repository_file_and_the_packaged_default_agree() -> None:
@@ -76,10 +77,8 @@ def test_unknown_layer_names_what_is_valid() -> None:
 
 @pytest.mark.parametrize("value", ["inf", "nan", "-1"])
 def test_limits_must_be_finite_and_non_negative(tmp_path: Path, value: str) -> None:
-    path = tmp_path / "limits.toml"
-    path.write_text(f"[guessgame]\nidle_timeout = {value}\n[stages]\nall-threads = []\n")
-    with pytest.raises(ConfigError, match="idle_timeout must be a non-negative number"):
-        config.load(str(path))
+    assert_config_rejects(tmp_path, f"idle_timeout = {value}",
+                          "idle_timeout must be a non-negative number")
 
 
 def test_the_switch_interval_is_short_wherever_threads_read_the_sockets() -> None:
@@ -100,9 +99,5 @@ def test_the_switch_interval_is_short_wherever_threads_read_the_sockets() -> Non
 
 @pytest.mark.parametrize("key", ["switch_interval", "switch_interval_async_connections"])
 def test_a_switch_interval_must_be_positive(tmp_path: Path, key: str) -> None:
-    path = tmp_path / "switch.toml"
-    path.write_text(f"[guessgame]\n{key} = 0\n[stages]\nall-threads = []\n")
-    with pytest.raises(ConfigError, match=f"{key} must be a positive number of seconds"):
-        config.load(str(path))
-    path.write_text(f"[guessgame]\n{key} = 0.002\n[stages]\nall-threads = []\n")
-    assert getattr(config.load(str(path)), key) == 0.002
+    assert_config_rejects(tmp_path, f"{key} = 0", f"{key} must be a positive number of seconds")
+    assert getattr(config.load(str(config_with(tmp_path, f"{key} = 0.002"))), key) == 0.002

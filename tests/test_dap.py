@@ -9,14 +9,9 @@ answering fails the test instead of hanging it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -39,7 +34,7 @@ from crossing_lines import (
     Across,
     statement_lines,
 )
-from dap import DapClient, DapError
+from dap import DapClient, DapError, debugged
 from guessgame import adapters, bridge, compose, reports
 from guessgame.aio import client as aio_client
 from guessgame.aio import session as aio_session
@@ -105,57 +100,15 @@ WATCH = {
 }
 
 
-def free_port() -> int:
-    # debugpy's `--listen 0` picks a port but prints nothing, so pick one here.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def start(stage: str, port: int) -> subprocess.Popen[str]:
-    pick = ["--async", stage] if stage == "server" else ["--stage", stage]
-    return subprocess.Popen(
-        [sys.executable, "-m", "debugpy", "--listen", f"127.0.0.1:{port}", "--wait-for-client",
-         "-m", "guessgame", "demo", "--config", str(CONFIG), *pick, "--debug", "--seed", "1",
-         "-q"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        env={**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
-
-
-def stop(process: subprocess.Popen[str]) -> tuple[str, str]:
-    """Kill the program and the adapter process debugpy started beside it: they share
-    the session this test started them in, and the adapter holds the pipes open."""
-    with contextlib.suppress(ProcessLookupError):  # all gone already
-        os.killpg(process.pid, signal.SIGKILL)
-    if process.stdout is not None and not process.stdout.closed:
-        return process.communicate(timeout=TIMEOUT)
-    process.wait(TIMEOUT)
-    return "", ""
-
-
 def debugged_demo(stage: str, drive: Callable[[DapClient], T]) -> tuple[T, str]:
-    """Run the demo at `stage` under debugpy, let `drive` debug it over DAP, check that
-    it then finished as it should, and return what `drive` returned and the stderr.
-    A failure while debugging is raised as one AssertionError with the program's output,
-    and the program and its adapter are gone afterwards, whatever happened."""
-    port = free_port()
-    process = start(stage, port)
-    dap = None
-    try:
-        dap = DapClient(port, TIMEOUT)
-        driven = drive(dap)
-        out, err = process.communicate(timeout=TIMEOUT)
-    except (DapError, AssertionError, subprocess.TimeoutExpired) as error:
-        out, err = stop(process)
-        raise AssertionError(f"{error}\nstdout:\n{out}\nstderr:\n{err[-3000:]}") from None
-    finally:
-        if dap is not None:
-            dap.close()
-        stop(process)
-    assert process.returncode == 0, err
-    assert "client: 12 is CORRECT" in out
-    return driven, err
+    """Run the demo at `stage` under debugpy (see dap.debugged), check that it then
+    finished as it should, and return what `drive` returned and the stderr."""
+    pick = ["--async", stage] if stage == "server" else ["--stage", stage]
+    driven, done = debugged(["-m", "guessgame", "demo", "--config", str(CONFIG), *pick,
+                             "--debug", "--seed", "1", "-q"], TIMEOUT, drive)
+    assert done.returncode == 0, done.stderr
+    assert "client: 12 is CORRECT" in done.stdout
+    return driven, done.stderr
 
 
 class Session:
@@ -337,7 +290,9 @@ class Stepper:
                 break
             back = self.step("next", back)
         assert back.thread_id == at.thread_id, self.trail
-        if back.function == at.function:
+        # The same function in the same file: a caller may share its name (rollout's
+        # serve_in_task awaits compose's).
+        if (back.path, back.function) == (at.path, at.function):
             assert back.line > at.line and back.line not in statement, self.trail
         else:  # the crossing ended its function: the caller's next line
             assert back.function in callers, self.trail

@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -333,11 +334,10 @@ def test_two_threads_at_one_breakpoint_get_one_prompt_each_in_turn() -> None:
         assert re.fullmatch(SESSION, first.thread), first.text
         assert first.session in ("s1", "s2"), first.text
         # The other thread reaches the breakpoint too, and waits for the prompt.
-        for _ in range(500):
-            if "[waiting for the prompt]" in pdb.reply("threads"):
-                break
-        else:
-            raise AssertionError("the second session never stopped at the breakpoint")
+        give_up = time.monotonic() + UNIT
+        while "[waiting for the prompt]" not in pdb.reply("threads"):
+            if time.monotonic() > give_up:
+                raise AssertionError("the second session never stopped at the breakpoint")
         # This thread leaves the prompt to step: the waiting one has its turn first.
         second = pdb.command("step")
         assert re.fullmatch(SESSION, second.thread), second.text

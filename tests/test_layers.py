@@ -4,7 +4,8 @@ Connections: the blocking one, the asyncio one, and the two faces that offer one
 flavour over the other across a bridge, each with an event loop on asyncio's loop and,
 where it is installed, on uvloop's. Each is driven through a `Driver` that makes its
 calls look synchronous, so every test body is written once and tests only the surface
-the twins share: open and connect, send, receive, close, peer, and their errors.
+the twins share: open and connect, send, receive, close, peer, and their errors, and
+read_ahead, which only the two connections have.
 Sessions and clients: the threaded and asyncio twins, driven by a `Twin`.
 """
 
@@ -132,6 +133,9 @@ IMPLEMENTATIONS = [pytest.param((name, False), id=name) for name in FLAVOURS] + 
     pytest.param((name, True), id=f"{name}-uvloop", marks=NEEDS_UVLOOP)
     for name in FLAVOURS if name != "threaded"]
 
+READS_AHEAD = [param for param in IMPLEMENTATIONS if param.values[0][0] in ("threaded", "aio")]
+"""The connections that tell whether a whole line is read ahead (the faces batch on it)."""
+
 
 @pytest.fixture(params=IMPLEMENTATIONS)
 def driver(request: pytest.FixtureRequest) -> Iterator[Driver]:
@@ -180,6 +184,44 @@ def test_a_line_arriving_one_byte_at_a_time(pair: tuple[Driver, Any, socket.sock
     for byte in b"REPORT UNSURE\n":
         peer.send(bytes([byte]))
     assert run(connection.receive()) == "REPORT UNSURE"
+
+
+def test_a_line_sent_a_byte_at_a_time_while_the_receive_waits(driver: Driver) -> None:
+    """Each byte its own send, from another thread while receive() waits: however many
+    reads the line takes, each within what is left of its idle timeout, it is received
+    whole, and so is the line after it."""
+    with opened(driver, idle=UNIT) as (connection, peer):
+        sender = threading.Thread(target=_send_bytewise, args=(peer, b"REPORT UNSURE\nNUMBER\n"),
+                                  name="a byte at a time")
+        sender.start()
+        try:
+            assert driver(connection.receive()) == "REPORT UNSURE"
+            assert driver(connection.receive()) == "NUMBER"
+        finally:
+            sender.join()
+
+
+def _send_bytewise(sock: socket.socket, data: bytes) -> None:
+    for byte in data:
+        sock.send(bytes([byte]))
+
+
+@pytest.mark.parametrize("driver", READS_AHEAD, indirect=True)
+def test_bytes_after_a_line_stay_buffered_for_the_next_receive(
+        pair: tuple[Driver, Any, socket.socket]) -> None:
+    """What a read brings past a line waits for the next receive(), even once the peer
+    has left, and read_ahead() tells whether a whole line is waiting."""
+    run, connection, peer = pair
+    assert not connection.read_ahead()
+    peer.sendall(b"NUMBER\nREPORT UNSURE\nPAR")
+    assert run(connection.receive()) == "NUMBER"
+    assert connection.read_ahead()
+    peer.shutdown(socket.SHUT_WR)
+    assert run(connection.receive()) == "REPORT UNSURE"
+    assert not connection.read_ahead()  # the start of a line is not a line
+    with pytest.raises(PeerClosed) as closed:
+        run(connection.receive())
+    assert closed.value.mid_line
 
 
 def test_line_limit_counts_the_newline(pair: tuple[Driver, Any, socket.socket]) -> None:

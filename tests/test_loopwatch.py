@@ -18,6 +18,7 @@ from conftest import CONFIG
 from guessgame import cli, crossing, protocol
 from guessgame.observe import loopwatch
 from guessgame.observe.loopwatch import Heartbeat, LoopWatch
+from harness import watch_thresholds_in_demo
 from timing import UNIT
 
 DEADLINE = 2 * UNIT
@@ -201,18 +202,8 @@ def test_the_watch_runs_under_debug_only_with_the_configured_threshold(
     path = tmp_path / "loop.toml"
     path.write_text(CONFIG.read_text().replace("loop_block_report = 0.1",
                                                "loop_block_report = 0.25"))
-    started: list[float] = []
-
-    class Watch(LoopWatch):
-        def __enter__(self) -> LoopWatch:
-            started.append(self.threshold)
-            return super().__enter__()
-
-    monkeypatch.setattr(loopwatch, "LoopWatch", Watch)
-    argv = ["demo", "--config", str(path), "--stage", "async-session", "--seed", "1", "-q"]
-    assert cli.main(argv + ["--debug"] * debug) == 0
+    started = watch_thresholds_in_demo(monkeypatch, capsys, LoopWatch, path, debug)
     assert started == ([0.25] if debug else [])
-    assert "client: 12 is CORRECT" in capsys.readouterr().out
 
 
 def test_a_blocking_call_left_in_an_async_session_is_named_while_it_holds_the_loop(

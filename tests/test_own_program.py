@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import asyncio.base_events
 import asyncio.tasks
+import contextlib
 import json
 import os
 import re
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import janus
@@ -28,7 +30,7 @@ import pytest
 
 from guessgame import crossing
 from guessgame.observe import stdlib_bridges
-from pdbdrive import Debugged
+from pdbdrive import Debugged, Stop
 from timing import UNIT
 
 PROMPT_OR_END = re.compile(r"\(Pdb\) |exited with status \d+")
@@ -250,16 +252,42 @@ def finish(pdb: Debugged, program: str, lines: list[str] | None = None) -> str:
     return out
 
 
-def test_debug_steps_from_a_feeder_thread_into_its_coroutine_and_back() -> None:
-    program = "feeders.py"
-    cross = line_of(program, "run_coroutine_threadsafe(")
-    pdb = debug_program(program, "1")
+@contextlib.contextmanager
+def stopped_on_crossing(program: str, call: str, thread: str, task: str | None,
+                        *args: str) -> Iterator[tuple[Debugged, int]]:
+    """pdb stopped on the line of `program` that contains `call`, in `thread` (and in
+    `task` unless it is None); the debugger and that line. Closed afterwards."""
+    cross = line_of(program, call)
+    pdb = debug_program(program, *args)
     try:
         pdb.reply(f"break {program}:{cross}")
         stop = pdb.command("continue")
-        assert (stop.thread, stop.task, stop.line) == ("feeder-0", "-", cross), stop.text
-        far = pdb.command("step")
-        assert (far.thread, far.task) == ("MainThread", "record from feeder-0"), far.text
+        assert (stop.thread, stop.line) == (thread, cross), stop.text
+        assert task is None or stop.task == task, stop.text
+        yield pdb, cross
+    finally:
+        pdb.close()
+
+
+def step_across(pdb: Debugged, thread: str, task: str) -> Stop:
+    """Step from the crossing line to the far side, which runs in `thread` and `task`."""
+    far = pdb.command("step")
+    assert (far.thread, far.task) == (thread, task), far.text
+    return far
+
+
+def step_back_to(pdb: Debugged, thread: str, function: str) -> Stop:
+    """Step through `function` on the far side until the program is back in `thread`."""
+    while (step := pdb.command("step")).thread != thread:
+        assert step.function == function, step.text
+    return step
+
+
+def test_debug_steps_from_a_feeder_thread_into_its_coroutine_and_back() -> None:
+    program = "feeders.py"
+    with stopped_on_crossing(program, "run_coroutine_threadsafe(", "feeder-0", "-",
+                             "1") as (pdb, cross):
+        far = step_across(pdb, "MainThread", "record from feeder-0")
         assert far.line == line_of(program, "tally.append(")
         assert "[stepped across run_coroutine_threadsafe thread->loop record" in far.text
         where = pdb.reply("where")
@@ -272,21 +300,14 @@ def test_debug_steps_from_a_feeder_thread_into_its_coroutine_and_back() -> None:
         back = pdb.command("step")
         assert (back.thread, back.line) == ("feeder-0", cross + 1), back.text
         finish(pdb, program, ["worker 0 recorded, 1 so far", "tally: [(0, 0)]"])
-    finally:
-        pdb.close()
 
 
 @pytest.mark.parametrize("call", ["asyncio.to_thread(", "run_in_executor(None",
                                   "run_in_executor(pool"])
 def test_debug_steps_from_a_coroutine_into_a_worker_thread_and_back(call: str) -> None:
     program = "blocking_calls.py"
-    cross = line_of(program, call)
     function = "shout" if "to_thread" in call else "checksum"
-    pdb = debug_program(program)
-    try:
-        pdb.reply(f"break {program}:{cross}")
-        stop = pdb.command("continue")
-        assert (stop.thread, stop.task, stop.line) == ("MainThread", "Task-1", cross), stop.text
+    with stopped_on_crossing(program, call, "MainThread", "Task-1") as (pdb, cross):
         far = pdb.command("step")
         assert far.function == function and far.thread != "MainThread", far.text
         assert far.task == "-"
@@ -296,24 +317,15 @@ def test_debug_steps_from_a_coroutine_into_a_worker_thread_and_back(call: str) -
         where = pdb.reply("where")
         assert f"--- run_in_executor loop->thread {function}, from thread 'MainThread'" in where
         assert f"blocking_calls.py({cross})main()" in where.split("--- run_in_executor")[1]
-        while (step := pdb.command("step")).thread != "MainThread":
-            assert step.function == function, step.text
+        step = step_back_to(pdb, "MainThread", function)
         assert (step.task, step.line) == ("Task-1", cross + 1), step.text
         finish(pdb, program)
-    finally:
-        pdb.close()
 
 
 def test_debug_follows_a_line_through_a_janus_queue() -> None:
     program = "janus_pipeline.py"
-    cross = line_of(program, "requests.put(word)")
-    pdb = debug_program(program)
-    try:
-        pdb.reply(f"break {program}:{cross}")
-        stop = pdb.command("continue")
-        assert (stop.thread, stop.line) == ("producer", cross), stop.text
-        far = pdb.command("step")
-        assert (far.thread, far.task) == ("MainThread", "Task-1"), far.text
+    with stopped_on_crossing(program, "requests.put(word)", "producer", None) as (pdb, cross):
+        far = step_across(pdb, "MainThread", "Task-1")
         assert far.line == line_of(program, "word = await requests.get()")
         assert "[took janus thread->loop 'alpha', from thread 'producer'" in far.text
         where = pdb.reply("where")
@@ -321,28 +333,18 @@ def test_debug_follows_a_line_through_a_janus_queue() -> None:
         back = pdb.command("step")
         assert (back.thread, back.line) == ("producer", cross + 1), back.text
         finish(pdb, program)
-    finally:
-        pdb.close()
 
 
 def test_debug_steps_into_a_loop_run_forever_in_its_own_thread() -> None:
     program = "loop_thread.py"
-    cross = line_of(program, "run_coroutine_threadsafe(")
-    pdb = debug_program(program)
-    try:
-        pdb.reply(f"break {program}:{cross}")
-        stop = pdb.command("continue")
-        assert (stop.thread, stop.line) == ("MainThread", cross), stop.text
-        far = pdb.command("step")
-        assert (far.thread, far.task) == ("loop-runner", "greet from MainThread"), far.text
+    with stopped_on_crossing(program, "run_coroutine_threadsafe(", "MainThread",
+                             None) as (pdb, cross):
+        far = step_across(pdb, "loop-runner", "greet from MainThread")
         assert far.function == "greet"
         assert f"loop_thread.py({cross})main()" in pdb.reply("where").split("--- ")[1]
-        while (step := pdb.command("step")).thread != "MainThread":
-            assert step.function == "greet", step.text
+        step = step_back_to(pdb, "MainThread", "greet")
         assert step.line == cross + 1, step.text
         finish(pdb, program)
-    finally:
-        pdb.close()
 
 
 def test_debug_waits_names_a_deadlock_across_bridges() -> None:
@@ -394,8 +396,7 @@ def test_a_hand_made_bridge_announced_is_traced_and_stepped_across() -> None:
             if far.thread != "MainThread":
                 break
         assert (far.thread, far.function) == ("loop-runner", "answer"), far.text
-        while (step := pdb.command("step")).thread != "MainThread":
-            assert step.function == "answer", step.text
+        step = step_back_to(pdb, "MainThread", "answer")
         assert step.function == "call_in_loop", step.text
         pdb.reply("clear 1")
         assert "42\n" in pdb.finish()

@@ -11,17 +11,17 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
 from conftest import CONFIG
 from crossing_lines import Across
-from dap import DapClient, DapError
-from test_dap import TIMEOUT, Stepper, free_port, stop
+from dap import DapClient, debugged
+from test_dap import TIMEOUT, Stepper
 
 pytest.importorskip("debugpy")
 
@@ -43,16 +43,20 @@ def plain(name: str) -> ModuleType:
 feeders, blocking_calls, janus_pipeline, loop_thread = (
     plain("feeders"), plain("blocking_calls"), plain("janus_pipeline"), plain("loop_thread"))
 
+
+def blocking_call(call: str, function: Callable[..., Any],
+                  worker: str) -> tuple[list[str], int, str, Across]:
+    """blocking_calls.py, stepped from its main coroutine into `function` in `worker`."""
+    return [], 4, "own pool: 6729190ca312", Across(blocking_calls.main, call, function,
+                                                     worker, "-", True)
+
+
 CASES = {
     "feeders": (["1"], 3, "tally: [(0, 0)]",
                 Across(feeders.feed, "run_coroutine_threadsafe(", feeders.record, "MainThread",
                        "record from feeder-0", True)),
-    "to_thread": ([], 4, "own pool: 6729190ca312",
-                  Across(blocking_calls.main, "asyncio.to_thread(", blocking_calls.shout,
-                         "asyncio_0", "-", True)),
-    "own pool": ([], 4, "own pool: 6729190ca312",
-                 Across(blocking_calls.main, "run_in_executor(pool", blocking_calls.checksum,
-                        "hashers_0", "-", True)),
+    "to_thread": blocking_call("asyncio.to_thread(", blocking_calls.shout, "asyncio_0"),
+    "own pool": blocking_call("run_in_executor(pool", blocking_calls.checksum, "hashers_0"),
     "run_forever": ([], 5, "hello, bob",
                     Across(loop_thread.main, "run_coroutine_threadsafe(", loop_thread.greet,
                            "loop-runner", "greet from MainThread", True)),
@@ -66,16 +70,8 @@ CASES = {
 def test_step_into_a_stdlib_bridge_in_a_program_of_ones_own(case: str) -> None:
     args, status, last_line, across = CASES[case]
     path = os.path.realpath(across.path)
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "debugpy", "--listen", f"127.0.0.1:{port}", "--wait-for-client",
-         "-m", LAUNCH["module"], *[path if arg == "${file}" else arg for arg in LAUNCH["args"]],
-         *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        env={**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
-    dap = None
-    try:
-        dap = DapClient(port, TIMEOUT)
+
+    def drive(dap: DapClient) -> None:
         stepper = Stepper(dap)
         stepper.attach(across)
         stepper.across(across)
@@ -83,13 +79,9 @@ def test_step_into_a_stdlib_bridge_in_a_program_of_ones_own(case: str) -> None:
         dap.request("continue", threadId=stepper.current.thread_id)
         dap.event("terminated", "exited")
         dap.send("disconnect")
-        out, err = process.communicate(timeout=TIMEOUT)
-    except (DapError, AssertionError, subprocess.TimeoutExpired) as error:
-        out, err = stop(process)
-        raise AssertionError(f"{error}\nstdout:\n{out}\nstderr:\n{err[-3000:]}") from None
-    finally:
-        if dap is not None:
-            dap.close()
-        stop(process)
-    assert process.returncode == status, err
-    assert out.splitlines()[-1] == last_line, out
+
+    _, done = debugged(["-m", LAUNCH["module"],
+                        *[path if arg == "${file}" else arg for arg in LAUNCH["args"]], *args],
+                       TIMEOUT, drive)
+    assert done.returncode == status, done.stderr
+    assert done.stdout.splitlines()[-1] == last_line, done.stdout

@@ -37,3 +37,16 @@ def test_janus_still_holds_its_ends_where_unlinking_looks() -> None:
         assert freed() is None, "an unlinked janus queue is freed without the collector"
     finally:
         gc.enable()
+
+
+def test_janus_faces_still_lead_back_to_their_queue() -> None:
+    async def faces() -> None:
+        queue: janus.Queue[int] = janus.Queue(1)
+        try:
+            assert crossing.janus_queue_of(queue.sync_q) is queue
+            assert crossing.janus_queue_of(queue.async_q) is queue
+        finally:
+            queue.shutdown()
+            await queue.aclose()
+
+    asyncio.run(faces())

@@ -18,10 +18,11 @@ from contextlib import contextmanager
 import pytest
 
 from conftest import CONFIG
-from guessgame import cli, config
+from guessgame import config
 from guessgame.bridge import Bridge
 from guessgame.config import ConfigError
 from guessgame.observe import debugging, waitgraph, waits
+from harness import watch_thresholds_in_demo
 from timing import UNIT
 from wire import Wire
 
@@ -245,18 +246,8 @@ def test_the_stall_watch_runs_under_debug_only_with_the_configured_threshold(
         capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "stall.toml"  # type: ignore[operator]
     path.write_text(CONFIG.read_text().replace("stall_report = 5.0", "stall_report = 2.5"))
-    started: list[float] = []
-
-    class Watch(waitgraph.StallWatch):
-        def __enter__(self) -> waitgraph.StallWatch:
-            started.append(self.threshold)
-            return super().__enter__()
-
-    monkeypatch.setattr(waitgraph, "StallWatch", Watch)
-    argv = ["demo", "--config", str(path), "--stage", "async-session", "--seed", "1", "-q"]
-    assert cli.main(argv + ["--debug"] * debug) == 0
+    started = watch_thresholds_in_demo(monkeypatch, capsys, waitgraph.StallWatch, path, debug)
     assert started == ([2.5] if debug else [])
-    assert "client: 12 is CORRECT" in capsys.readouterr().out
 
 
 def test_a_cycle_counts_as_a_deadlock_only_once_every_wait_in_it_has_lasted() -> None:

@@ -12,19 +12,14 @@ import resource
 import sys
 from collections.abc import Sequence
 
-from guessgame import app, config, observe, outputs, results
+from guessgame import config, observe, outputs, results
 from guessgame.bench import command as bench
 from guessgame.config import ConfigError, Settings
-from guessgame.observe import (
-    debugging,
-    drawing,
-    loopwatch,
-    own_program,
-    threadpdb,
-    timeline,
-    trace,
-    waitgraph,
-)
+from guessgame.observe import debugging, loopwatch, own_program, trace, waitgraph
+
+# The game (app), the debugger (threadpdb) and the timeline are imported where a command
+# uses them: `guessgame run` loads only what observing someone else's program needs,
+# since the program pays for every module loaded before it starts.
 from guessgame.protocol import (
     OURS,
     VOCABULARIES,
@@ -273,6 +268,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def run_traced(args: argparse.Namespace, settings: Settings) -> int:
     if not args.timeline:
         return run_command(args, settings)
+    from guessgame.observe import drawing, timeline
+
     picture = timeline.Timeline(f"guessgame {args.command} at {settings.stage}")
     trace.add_sink(picture, flows=True)
     try:
@@ -288,6 +285,8 @@ def run_traced(args: argparse.Namespace, settings: Settings) -> int:
 def run_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "run":
         return own_program.run(args.program, settings.debug)
+    from guessgame import app
+
     if args.command == "demo":
         return app.demo(settings, args.seed, sys.stdout, results_path(args, settings),
                         throwaway_results=args.results is None)
@@ -303,6 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(without_separator(sys.argv[1:] if argv is None else argv))
     if args.command == "debug":
+        from guessgame.observe import threadpdb
+
         if args.module:
             return threadpdb.run_program(program_from(parser, ["-m", args.module, *args.argv]))
         if not args.argv or args.argv[0] == "debug":
@@ -321,6 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "play":
             Game(args.lower, args.upper, args.secret, args.guesses)
         if str(getattr(args, "timeline", None)).endswith((".png", ".svg")):
+            from guessgame.observe import drawing
+
             drawing.require()  # before the run rather than after it
         if args.command in ("serve", "demo") and (path := results_path(args, settings)):
             results.prepare(path)  # before serving: a bad path is a usage error

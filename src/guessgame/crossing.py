@@ -437,3 +437,11 @@ def unlink_janus(queue: Any) -> None:
     works; the cycle is left, and the tests say so."""
     for end in JANUS_ENDS:
         vars(queue).pop(end, None)
+
+
+def janus_queue_of(face: Any) -> Any:
+    """The janus.Queue a face (`sync_q` or `async_q`) belongs to. janus offers no public
+    way back from a face to its queue, and `guessgame run` meets faces only: it keys
+    what it learns about one queue's two sides on the queue, so that each side's wait
+    names the other (observe/stdlib_bridges.py)."""
+    return face._parent

@@ -151,8 +151,8 @@ class IdleTimeout(ProtocolError):
 def frame(raw: bytes, limit: int) -> bytes:
     """Check one bounded read (at most `limit` bytes) and return it as a complete line.
 
-    Blocking readers read with readline(limit); the asyncio reader maps its stream
-    errors onto the same three outcomes, so both flavours agree on every edge case.
+    The three outcomes of a readline(limit), which `LineBuffer` gives both flavours'
+    connections, in the same order, however the bytes arrive.
     """
     if raw.endswith(NEWLINE):
         return raw

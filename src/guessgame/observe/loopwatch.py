@@ -130,7 +130,7 @@ class LoopWatch(crossing.Observer):
             return
         if now - last - heart.interval < self.threshold:
             return
-        frames = waitgraph._thread_frames(sys._current_frames().get(heart.ident))
+        frames = waitgraph.thread_frames(sys._current_frames().get(heart.ident))
         if last != heart.last:  # it turned while we looked
             return
         heart.stall = last
@@ -151,7 +151,7 @@ class LoopWatch(crossing.Observer):
                  "  innermost frame first:"]
         for frame in reversed(frames):
             code = frame.f_code
-            lines.append(f"  {waitgraph._short(code.co_filename)}:{frame.f_lineno} "
+            lines.append(f"  {waitgraph.short_path(code.co_filename)}:{frame.f_lineno} "
                          f"in {code.co_name}")
             source = linecache.getline(code.co_filename, frame.f_lineno).strip()
             if source:

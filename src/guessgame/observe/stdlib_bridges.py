@@ -213,7 +213,7 @@ _sides: weakref.WeakKeyDictionary[Any, _Sides] = weakref.WeakKeyDictionary()
 
 
 def _sides_of(face: Any) -> _Sides:
-    queue = face._parent
+    queue = crossing.janus_queue_of(face)
     found = _sides.get(queue)
     if found is None:
         found = _sides.setdefault(queue, _Sides())
@@ -241,21 +241,46 @@ _GAME_ENDS: Final = frozenset({crossing.ObservedThreadEnd.put.__code__,
                                crossing.ObservedLoopEnd.get.__code__})
 
 
+def _waits(face: Any, on_thread: bool, must_wait: bool, idle: bool) -> crossing.Block | None:
+    """Learn who uses this side of the queue; if it `must_wait` (the queue is full for a
+    put, empty for a get), announce that it waits for the other side. A get's wait is
+    `idle`: an empty queue is the usual state, not a stall."""
+    sides = _sides_of(face)
+    if on_thread:
+        sides.thread = me = ("thread", threading.get_ident())
+        other = sides.task
+    else:
+        sides.task = me = crossing.me()
+        other = sides.thread
+    return crossing.blocked("janus", other, idle=idle, waiter=me) if must_wait else None
+
+
+def _waited(waiting: crossing.Block | None) -> None:
+    if waiting is not None:
+        crossing.unblocked(waiting)
+
+
+def _put_nowait(short: str, face: Any, item: Any, direction: str) -> None:
+    original = _call[short]
+    if not crossing.observed:
+        original(face, item)
+        return
+    carried = _wrap(item, direction)
+    original(face, carried)
+    _after_put(carried)
+
+
 def sync_put(face: Any, item: Any, block: bool = True, timeout: float | None = None) -> None:
     original = _call["sync.put"]
     if not crossing.observed or _from_game_end(sys._getframe(1)):
         original(face, item, block, timeout)
         return
-    sides = _sides_of(face)
-    sides.thread = thread = ("thread", threading.get_ident())
     carried = _wrap(item, THREAD_TO_LOOP)
-    waiting = (crossing.blocked("janus", sides.task, waiter=thread)
-               if block and face.full() else None)
+    waiting = _waits(face, True, block and face.full(), idle=False)
     try:
         original(face, carried, block, timeout)
     finally:
-        if waiting is not None:
-            crossing.unblocked(waiting)
+        _waited(waiting)
     _after_put(carried)
 
 
@@ -263,26 +288,16 @@ def sync_get(face: Any, block: bool = True, timeout: float | None = None) -> Any
     original = _call["sync.get"]
     if not crossing.observed or _from_game_end(sys._getframe(1)):
         return original(face, block, timeout)
-    sides = _sides_of(face)
-    sides.thread = thread = ("thread", threading.get_ident())
-    waiting = (crossing.blocked("janus", sides.task, idle=True, waiter=thread)
-               if block and face.empty() else None)
+    waiting = _waits(face, True, block and face.empty(), idle=True)
     try:
         carried = original(face, block, timeout)
     finally:
-        if waiting is not None:
-            crossing.unblocked(waiting)
+        _waited(waiting)
     return crossing.unwrap(carried)
 
 
 def sync_put_nowait(face: Any, item: Any) -> None:
-    original = _call["sync.put_nowait"]
-    if not crossing.observed:
-        original(face, item)
-        return
-    carried = _wrap(item, THREAD_TO_LOOP)
-    original(face, carried)
-    _after_put(carried)
+    _put_nowait("sync.put_nowait", face, item, THREAD_TO_LOOP)
 
 
 def sync_get_nowait(face: Any) -> Any:
@@ -294,15 +309,12 @@ async def async_put(face: Any, item: Any) -> None:
     if not crossing.observed or _from_game_end(sys._getframe(1)):
         await original(face, item)
         return
-    sides = _sides_of(face)
-    sides.task = task = crossing.me()
     carried = _wrap(item, LOOP_TO_THREAD)
-    waiting = crossing.blocked("janus", sides.thread, waiter=task) if face.full() else None
+    waiting = _waits(face, False, face.full(), idle=False)
     try:
         await original(face, carried)
     finally:
-        if waiting is not None:
-            crossing.unblocked(waiting)
+        _waited(waiting)
     _after_put(carried)
 
 
@@ -310,26 +322,16 @@ async def async_get(face: Any) -> Any:
     original = _call["async.get"]
     if not crossing.observed or _from_game_end(sys._getframe(1)):
         return await original(face)
-    sides = _sides_of(face)
-    sides.task = task = crossing.me()
-    waiting = (crossing.blocked("janus", sides.thread, idle=True, waiter=task)
-               if face.empty() else None)
+    waiting = _waits(face, False, face.empty(), idle=True)
     try:
         carried = await original(face)
     finally:
-        if waiting is not None:
-            crossing.unblocked(waiting)
+        _waited(waiting)
     return crossing.unwrap(carried)
 
 
 def async_put_nowait(face: Any, item: Any) -> None:
-    original = _call["async.put_nowait"]
-    if not crossing.observed:
-        original(face, item)
-        return
-    carried = _wrap(item, LOOP_TO_THREAD)
-    original(face, carried)
-    _after_put(carried)
+    _put_nowait("async.put_nowait", face, item, LOOP_TO_THREAD)
 
 
 def async_get_nowait(face: Any) -> Any:

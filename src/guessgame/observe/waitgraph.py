@@ -110,7 +110,7 @@ _STDLIB: Final = (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platst
 _HERE: Final = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _short(filename: str) -> str:
+def short_path(filename: str) -> str:
     if filename.startswith(_HERE + os.sep):
         return filename[len(_HERE) + 1:]
     for root in _STDLIB:
@@ -131,17 +131,17 @@ def where(frames: list[FrameType]) -> str:
     if not frames:
         return "(no frame)"
     inner = frames[-1]
-    text = f"{_short(inner.f_code.co_filename)}:{inner.f_lineno} {inner.f_code.co_name}"
+    text = f"{short_path(inner.f_code.co_filename)}:{inner.f_lineno} {inner.f_code.co_name}"
     if _is_ours(inner.f_code.co_filename):
         return text
     for frame in reversed(frames):
         if _is_ours(frame.f_code.co_filename):
-            return (f"{_short(frame.f_code.co_filename)}:{frame.f_lineno} "
+            return (f"{short_path(frame.f_code.co_filename)}:{frame.f_lineno} "
                     f"{frame.f_code.co_name}, in {text}")
     return text
 
 
-def _thread_frames(frame: FrameType | None) -> list[FrameType]:
+def thread_frames(frame: FrameType | None) -> list[FrameType]:
     frames = []
     while frame is not None:
         frames.append(frame)
@@ -220,7 +220,7 @@ def snapshot() -> Graph:
             while frame.f_back is not None and frame.f_code.co_filename in _OWN_FILES:
                 frame = frame.f_back
         view = ThreadView(ident, names.get(ident, f"thread {ident}"),
-                          where(_thread_frames(frame)))
+                          where(thread_frames(frame)))
         loop = watched.get(ident)
         if loop is not None and not loop.is_closed():
             view.tasks, view.tasks_how = _tasks_of(loop, ident)

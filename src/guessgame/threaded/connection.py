@@ -1,17 +1,24 @@
-"""Line I/O on one blocking socket: send a line, receive a line, close."""
+"""Line I/O on one blocking socket: send a line, receive a line, close.
+
+What the socket reads goes to a `protocol.LineBuffer`, which frames the lines; this
+module only moves bytes and keeps each line within the idle timeout.
+"""
 
 from __future__ import annotations
 
-import io
 import socket
 import struct
 import time
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Final, Protocol
 
 from guessgame import netutil, protocol
 from guessgame.observe import trace
-from guessgame.protocol import IdleTimeout, PeerClosed
+from guessgame.protocol import IdleTimeout, LineBuffer, PeerClosed
+
+READ_BYTES: Final = 64 * 1024
+"""What each recv() asks for at most: the asyncio twin's size, which the heap serves;
+recv() keeps only what arrived, so no buffer of this size stays with a connection."""
 
 
 class Lines(Protocol):
@@ -27,23 +34,26 @@ class Lines(Protocol):
 
 
 class Connection:
-    """Lines over a blocking socket, read through a buffered file."""
+    """Lines over a blocking socket."""
 
     def __init__(self, sock: socket.socket, max_line_bytes: int,
                  idle_timeout: float | None) -> None:
+        """Adopt a connected socket, as `open` does."""
         # A blocking socket whose kernel calls time out by themselves. settimeout() would
         # do the same with a poll() before every recv() and send(): two more system
         # calls, and two more hand-offs of the GIL, for every line.
         sock.settimeout(None)
         if idle_timeout:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(idle_timeout))
+            for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
+                sock.setsockopt(socket.SOL_SOCKET, option, _timeval(idle_timeout))
         netutil.no_delay(sock)  # each round is a few small writes
         self.socket = sock  # for a shutdown from another thread, or a send that never waits
-        self._socket_io = _LineDeadline(sock, idle_timeout)
-        self._file = _Reads(self._socket_io)
-        self._limit = max_line_bytes
-        self._idle_timeout = idle_timeout
         self.peer = netutil.peer_of(sock)
+        self._lines = LineBuffer(max_line_bytes)
+        # What is buffered is at most one read and the start of a line under the limit:
+        # the socket is read only when the buffer holds no whole line (see _wait).
+        self._idle_timeout = idle_timeout or None
+        self._shortened = False  # SO_RCVTIMEO is below the idle timeout (see _wait)
 
     @classmethod
     def open(cls, sock: socket.socket, max_line_bytes: int,
@@ -71,23 +81,16 @@ class Connection:
             raise PeerClosed() from error
 
     def receive(self) -> str:
-        """The next line, without its newline. A line already buffered costs no wait.
+        """The next line, without its newline. A line already buffered costs no wait
+        and no system call.
 
         Raises LineTooLong, NotUTF8, PeerClosed (mid_line if the peer left inside a line)
         or IdleTimeout after `idle_timeout` seconds without a whole line.
         """
-        socket_io = self._socket_io
-        try:
-            raw = self._file.readline(self._limit)
-        except (OSError, ValueError) as error:  # ValueError: closed by another thread
-            socket_io.deadline = 0.0
-            raise PeerClosed() from error
-        if socket_io.deadline:  # this line went to the socket: the next one starts afresh
-            socket_io.deadline = 0.0
-        if (not raw.endswith(protocol.NEWLINE) and len(raw) < self._limit
-                and socket_io.take_timed_out()):
-            raise IdleTimeout(self._idle_timeout or 0)
-        line = protocol.decode(protocol.frame(raw, self._limit))
+        raw = self._lines.next_line()
+        if raw is None:
+            raw = self._wait()
+        line = protocol.decode(raw)
         if trace.enabled:
             trace.event("connection", f"receive {line!r}")
         return line
@@ -95,14 +98,13 @@ class Connection:
     def read_ahead(self) -> bool:
         """Whether a whole line is already read ahead, so that receive() returns it
         without waiting for the peer. Never waits itself."""
-        return self._file.has_line()
+        return self._lines.has_line()
 
     def close(self) -> None:
         """Close the connection; a thread parked in receive() wakes with PeerClosed."""
         # A coroutine may close this while a worker thread is parked in receive()
         # (AsyncFace, on cancellation); close() alone would not wake that thread.
         netutil.abort(self.socket)
-        self._file.close()
         self.socket.close()
 
     def __enter__(self) -> Connection:
@@ -112,94 +114,44 @@ class Connection:
                  tb: TracebackType | None) -> None:
         self.close()
 
+    # The idle timeout gives each line `idle_timeout` in all. SO_RCVTIMEO bounds one
+    # recv(), and each byte a peer trickles starts it again. So the first recv() of a
+    # line waits the whole timeout, and the line's deadline is set before it; only a
+    # line that needs more than one recv() pays for a clock read and a setsockopt() per
+    # further recv(), to wait no longer than what is left of its time, and the next
+    # line to reach the socket sets the whole timeout back first.
 
-def _timeval(seconds: float) -> bytes:
-    return struct.pack("ll", int(seconds), int(seconds % 1 * 1_000_000))
-
-
-class _LineDeadline(io.RawIOBase):
-    """The socket under the buffered file, giving each line `idle_timeout` in all.
-
-    SO_RCVTIMEO bounds one recv(), and each byte a peer trickles starts it again. So
-    the first recv() of a line waits the whole timeout and sets the line's deadline;
-    only a line that needs more than one recv() pays for a clock read and a
-    setsockopt() per further recv(), to wait no longer than what is left of its time.
-    A line found in the buffer costs no system call, and one read by one recv() costs
-    that recv(), as before.
-    """
-
-    def __init__(self, sock: socket.socket, idle_timeout: float | None) -> None:
-        super().__init__()
-        self._sock = sock
-        self._idle_timeout = idle_timeout
-        self.deadline = 0.0
-        """When the line being read times out; 0 until its first recv(). The connection
-        sets it back to 0 once it has the line."""
-        self._shortened = False
-        self._timed_out = False
-        self.count = 0  # bytes read, for _Reads
-        if idle_timeout:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(idle_timeout))
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int | None:
-        if not self._idle_timeout:
-            got = self._sock.recv_into(buffer)
-            self.count += got
-            return got
-        if not self.deadline:
-            self.deadline = time.monotonic() + self._idle_timeout
-            if self._shortened:  # a line of many recv()s shortened the wait: restore it
-                self._wait_at_most(self._idle_timeout)
+    def _wait(self) -> bytes:
+        """Read the socket until the buffer holds a whole line, or an outcome; take it."""
+        lines, sock, timeout = self._lines, self.socket, self._idle_timeout
+        deadline = 0.0
+        if timeout is not None:
+            if self._shortened:
+                self._wait_at_most(timeout)
                 self._shortened = False
-        else:
-            left = self.deadline - time.monotonic()
-            if left <= 0:
-                self._timed_out = True
-                return None  # the buffered file returns the short line it has
-            self._wait_at_most(left)
-            self._shortened = True
-        try:
-            got = self._sock.recv_into(buffer)
-        except BlockingIOError:  # SO_RCVTIMEO expired
-            self._timed_out = True
-            return None
-        self.count += got
-        return got
+            deadline = time.monotonic() + timeout
+        while True:
+            try:
+                lines.receive_data(sock.recv(READ_BYTES))  # b"": the end of the stream
+            except BlockingIOError:  # SO_RCVTIMEO expired
+                raise IdleTimeout(timeout or 0) from None
+            except OSError as error:  # reset, or closed by another thread
+                raise PeerClosed() from error
+            raw = lines.next_line()
+            if raw is not None:
+                return raw
+            if timeout is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise IdleTimeout(timeout)
+                self._wait_at_most(left)
+                self._shortened = True
 
     def _wait_at_most(self, seconds: float) -> None:
         # A timeval of zero would mean no timeout at all: wait at least a microsecond.
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
-                              _timeval(max(seconds, 1e-6)))
-
-    def take_timed_out(self) -> bool:
-        """After a short line: True if its time ran out, rather than the peer left."""
-        timed_out, self._timed_out = self._timed_out, False
-        return timed_out
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                               _timeval(max(seconds, 1e-6)))
 
 
-class _Reads:
-    """The socket's buffered reader, counting what it read and what it handed out, so
-    that `read_ahead` can look into its buffer: BufferedReader.peek() would wait for
-    the peer whenever the buffer is empty, and nothing else tells whether it is."""
-
-    __slots__ = ("_buffer", "_handed", "_raw")
-
-    def __init__(self, raw: _LineDeadline) -> None:
-        self._raw = raw
-        self._buffer = io.BufferedReader(raw)
-        self._handed = 0
-
-    def readline(self, limit: int) -> bytes:
-        raw = self._buffer.readline(limit)
-        self._handed += len(raw)
-        return raw
-
-    def has_line(self) -> bool:
-        held = self._raw.count - self._handed
-        return held > 0 and protocol.NEWLINE in self._buffer.peek(held)[:held]
-
-    def close(self) -> None:
-        self._buffer.close()
+def _timeval(seconds: float) -> bytes:
+    return struct.pack("ll", int(seconds), int(seconds % 1 * 1_000_000))
