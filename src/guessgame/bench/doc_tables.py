@@ -15,6 +15,10 @@ page, as `guessgame bench --out` writes them). KIND is one of:
   `x threads` and `x streams` when a cell has them, `x threads same SI` instead of
   `x threads` when the run has the thread baseline at the threaded stages' switch
   interval;
+- `patterns`: one row per server, one column per client pattern and count: CPU µs per
+  round and, for a stage, its multiple of the yardstick its target names (all-async:
+  baseline-streams; all-threads: the thread baseline at its switch interval; the
+  others: baseline-mixed);
 - `unread-stdout`: the cells whose transcript went to a pipe nobody read;
 - `store`: each stage measured with the results store on and with `--results none` in
   the same passes (`bench --store-cost`): per client pattern, the ratio of their CPU per
@@ -88,6 +92,27 @@ def cells_table(cells: list[Cell]) -> str:
                      [[value(cell) for _, value in columns] for cell in cells])
 
 
+def patterns_table(cells: list[Cell], stages: dict[str, set[str]]) -> str:
+    """CPU per round per server, pattern and count, each stage beside its yardstick."""
+    cells = [cell for cell in cells if not cell.get("slow_stdout")]
+    ratio = {name: "x_streams" if layers == ALL_LAYERS
+             else "x_threads_same" if not layers else "x_mixed"
+             for name, layers in stages.items()}
+    columns = list(dict.fromkeys((str(cell.get("pattern") or "-"), cell["clients"])
+                                 for cell in cells))
+    rows: dict[str, dict[tuple[str, int], str]] = {}
+    for cell in cells:
+        us = _num(cell.get("server_cpu_us_per_round"))
+        key = ratio.get(cell["stage"])
+        if key is not None and cell.get(key) is not None:
+            us += f" ({_num(cell[key], 2)}x)"
+        rows.setdefault(cell["stage"], {})[
+            (str(cell.get("pattern") or "-"), cell["clients"])] = us
+    head = ["server", *(f"{pattern} {_num(clients)}" for pattern, clients in columns)]
+    return _markdown(head, [[stage, *(found.get(column, "-") for column in columns)]
+                            for stage, found in rows.items()])
+
+
 def unread_stdout_table(cells: list[Cell]) -> str:
     """The rounds played with stdout never read, RSS at both ends, the newcomer and the stop."""
     head = ("stage", "rounds", "RSS first MB", "RSS last MB", "newcomer rounds", "stop s",
@@ -155,6 +180,11 @@ def table(spec: str, directory: Path) -> str:
     documents = [json.loads((directory / name).read_text(encoding="utf-8")) for name in names]
     if kind == "cells":
         return cells_table([cell for document in documents for cell in document["cells"]])
+    if kind == "patterns":
+        stages = {name: set(layers) for document in documents
+                  for name, layers in document["stages"].items()}
+        return patterns_table([cell for document in documents for cell in document["cells"]],
+                              stages)
     if kind == "unread-stdout":
         return unread_stdout_table([cell for document in documents
                                     for cell in document.get("unread_stdout", [])])
@@ -164,7 +194,7 @@ def table(spec: str, directory: Path) -> str:
         rounds = options.get("unread-rounds")
         return targets_table(documents, int(rounds) if rounds else None)
     raise ValueError(f"bench-table '{spec}': unknown kind '{kind}'; "
-                     "kinds are cells, unread-stdout, store, targets")
+                     "kinds are cells, patterns, unread-stdout, store, targets")
 
 
 def render(text: str, directory: Path) -> str:
