@@ -12,17 +12,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from guessgame import app, cli, config, outcomes, results
+from guessgame.aio import session as aio_session
 from guessgame.bridge import Bridge
 from guessgame.config import Layers, Settings
 from guessgame.live.host import ServerHost
 from guessgame.outcomes import Played, Scorekeeper
 from guessgame.protocol import Guesser
+from guessgame.threaded import session as threaded_session
 from harness import assert_config_rejects
 from peers import CONFIG, DEADLINE, eventually
 from timing import UNIT
@@ -180,6 +182,101 @@ def test_a_full_buffer_waits_a_bounded_time_then_drops_and_counts(
     assert len(rows(store_path)) == 3
 
 
+def test_close_tells_the_drops_held_back_and_a_record_after_it_that_the_store_is_closed(
+        store_path: str, caplog: pytest.LogCaptureFixture) -> None:
+    store = results.Store(store_path, idle_timeout=0.2, bound=1, flush_interval=10 * UNIT)
+    for n in range(3):  # one buffered; one dropped and told; one dropped and held back
+        store.record(game(n))
+    store.close()
+    store.record(game(3))
+    assert store.dropped == 3
+    assert [record.getMessage() for record in caplog.records] == [
+        f"results: 1 games not recorded: {store_path} is not keeping up",
+        f"results: 1 games not recorded: {store_path} is not keeping up",  # by close()
+        f"results: 1 games not recorded: {store_path} is closed"]
+    assert len(rows(store_path)) == 1
+
+
+def _writer_start(monkeypatch: pytest.MonkeyPatch,
+                  before: Callable[[], None]) -> None:
+    """Call `before` in the store's writer's Thread.start(), before it starts."""
+    original = threading.Thread.start
+
+    def start(thread: threading.Thread) -> None:
+        if thread.name == results.WRITER_NAME:
+            before()
+        original(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+
+
+def test_the_writer_is_started_with_the_lock_free(
+        store: results.Store, store_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thread.start() waits for the new thread to run: under the store's lock, every
+    caller would wait for it too."""
+    free: list[bool] = []
+
+    def lock_is_free() -> None:
+        free.append(store._lock.acquire(blocking=False))
+        if free[-1]:
+            store._lock.release()
+
+    _writer_start(monkeypatch, lock_is_free)
+    store.record(game(1))
+    assert free == [True]
+    assert store.flush(DEADLINE)
+    assert len(rows(store_path)) == 1
+
+
+def test_a_writer_that_cannot_start_is_told_and_the_next_record_starts_one(
+        store: results.Store, store_path: str, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    refusals = [RuntimeError("can't start new thread")]
+
+    def refuse() -> None:
+        if refusals:
+            raise refusals.pop()
+
+    _writer_start(monkeypatch, refuse)
+    store.record(game(1))  # buffered, with no writer to write it
+    assert store._writer is None
+    assert caplog.messages == [f"results: cannot start the writer of {store_path}: "
+                               "can't start new thread; 1 games wait"]
+    store.record(game(2))
+    assert store.flush(DEADLINE)
+    assert [row[0] for row in rows(store_path)] == ["127.0.0.1:1", "127.0.0.1:2"]
+
+
+class Defective(results.Store):
+    """A store whose first write meets a defect of the code, not a database error."""
+
+    defects = 1
+
+    def _write(self, connection: sqlite3.Connection, batch: list[Played]) -> bool:
+        if self.defects:
+            self.defects -= 1
+            raise ValueError("a defect")
+        return super()._write(connection, batch)
+
+
+def test_a_writer_stopped_by_a_defect_says_so_in_one_line_and_the_next_writes_its_games(
+        store_path: str, caplog: pytest.LogCaptureFixture) -> None:
+    store = Defective(store_path, idle_timeout=0.2, flush_interval=10 * UNIT)
+    try:
+        store.record(game(1))  # the writer gathers until a flush hurries it
+        assert not store.flush(DEADLINE)  # returns as the writer stops, game 1 unwritten
+        assert store._writer is None
+        assert caplog.messages == [f"results: cannot write to {store_path}: unexpected "
+                                   "ValueError: a defect; 1 games wait"]
+        assert store.flush(DEADLINE)  # a new writer
+        store.record(game(2))
+        assert store.flush(DEADLINE)
+    finally:
+        store.close()
+    assert [row[0] for row in rows(store_path)] == ["127.0.0.1:1", "127.0.0.1:2"]
+    assert "Traceback" not in caplog.text
+
+
 @pytest.mark.parametrize("content", ["directory", "text", "other schema", "no folder"])
 def test_a_path_that_cannot_hold_results_is_refused_in_one_line(tmp_path: Path,
                                                                 content: str) -> None:
@@ -291,30 +388,164 @@ def test_async_sessions_reach_a_stuck_store_in_a_worker_and_the_loop_serves_on(
     assert first == "CORRECT" and second in ("left", "stopped")
 
 
+class TellingLock:
+    """A lock that says when a caller has to wait for it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.waited = threading.Event()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if self._lock.acquire(False):
+            return True
+        if not blocking:
+            return False
+        self.waited.set()
+        return self._lock.acquire(True, timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *_: object) -> None:
+        self.release()
+
+
 def test_a_direct_call_from_the_loop_would_stall_it(store: results.Store) -> None:
     """What the worker saves: the same call made on the loop's thread holds the loop for
     as long as the store waits, and no other callback runs meanwhile."""
-    ticks: list[str] = []
-    held, release = threading.Event(), threading.Event()
+    lock = TellingLock()
+    store._lock = threading.Condition(lock)  # type: ignore[arg-type]
+    held = threading.Event()
 
     def hold() -> None:
         with store._lock:
             held.set()
-            release.wait(0.3)  # the store stays stuck this long
+            lock.waited.wait(DEADLINE)  # the store is stuck until the loop's thread waits
 
     async def main() -> None:
-        loop = asyncio.get_running_loop()
-        loop.call_later(0.01, ticks.append, "turned")
+        turned = asyncio.Event()
+        asyncio.get_running_loop().call_soon(turned.set)
         holder = threading.Thread(target=hold)
         holder.start()
-        held.wait()
+        held.wait(DEADLINE)
         store.record(game())  # on the loop's thread: nothing else runs until it returns
-        assert ticks == []  # due long ago, still not run
-        await asyncio.sleep(0.02)
-        assert ticks == ["turned"]
+        assert lock.waited.is_set()
+        assert not turned.is_set()  # ready all along, still not run
+        await asyncio.wait_for(turned.wait(), DEADLINE)
         holder.join()
 
     asyncio.run(main())
+
+
+# --- the game a session's end cuts short ---------------------------------------------
+
+
+class ResettingPeer:
+    """Lines from a peer that opens a game, asks for a number and resets the connection
+    before the reply."""
+
+    peer = "127.0.0.1:1"
+
+    def __init__(self) -> None:
+        self.incoming = ["PARAMS 1 5", "NUMBER"]
+
+    def receive(self) -> str:
+        return self.incoming.pop(0)
+
+    def send(self, line: str) -> None:
+        raise ConnectionResetError("reset by peer")
+
+    def close(self) -> None:
+        pass
+
+
+class AsyncResettingPeer(ResettingPeer):
+    async def receive(self) -> str:  # type: ignore[override]
+        return ResettingPeer.receive(self)
+
+    async def send(self, line: str) -> None:  # type: ignore[override]
+        ResettingPeer.send(self, line)
+
+
+def _closed_pool(played: Played) -> None:
+    raise RuntimeError("cannot schedule new futures after shutdown")
+
+
+async def _closed_pool_from_loop(played: Played) -> None:
+    _closed_pool(played)
+
+
+def test_a_failed_record_of_the_last_game_is_told_and_the_session_error_propagates(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The record runs in the session's `finally`: raised, its error would replace the
+    session's own."""
+    def keeper() -> Scorekeeper:
+        return Scorekeeper("127.0.0.1:1", "none", lambda: "t", lambda: False)
+
+    with pytest.raises(ConnectionResetError):
+        threaded_session.Session(ResettingPeer(), Guesser(random.Random(1)),
+                                 games=keeper(), record=_closed_pool).run()
+    with pytest.raises(ConnectionResetError):
+        asyncio.run(aio_session.Session(AsyncResettingPeer(), Guesser(random.Random(1)),
+                                        games=keeper(), record=_closed_pool_from_loop).run())
+    assert caplog.messages == ["127.0.0.1:1: game not recorded: cannot schedule new "
+                               "futures after shutdown"] * 2
+
+
+class ParkedPeer:
+    """Lines from a peer that opens a game and then sends nothing."""
+
+    peer = "127.0.0.1:1"
+
+    def __init__(self) -> None:
+        self.parked = asyncio.Event()
+        self.sent = False
+
+    async def receive(self) -> str:
+        if not self.sent:
+            self.sent = True
+            return "PARAMS 1 5"
+        self.parked.set()
+        await asyncio.Event().wait()
+        raise AssertionError("never set")
+
+    async def send(self, line: str) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+def test_a_second_cancel_while_an_async_session_records_its_last_game_loses_nothing() -> None:
+    async def main() -> list[Played]:
+        recorded: list[Played] = []
+        recording, release, done = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+        async def record(played: Played) -> None:
+            recording.set()
+            await release.wait()  # the store's worker is slow to take the call
+            recorded.append(played)
+            done.set()
+
+        peer = ParkedPeer()
+        session = aio_session.Session(
+            peer, Guesser(random.Random(1)), record=record,
+            games=Scorekeeper(peer.peer, "all", lambda: "t", lambda: False))
+        task = asyncio.create_task(session.run())
+        await asyncio.wait_for(peer.parked.wait(), DEADLINE)
+        task.cancel()  # the server stops its sessions
+        await asyncio.wait_for(recording.wait(), DEADLINE)
+        task.cancel()  # and, impatient, once more
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        release.set()
+        await asyncio.wait_for(done.wait(), DEADLINE)
+        return recorded
+
+    assert asyncio.run(main()) == [Played("127.0.0.1:1", "all", 1, 5, 0, "error", "t", "t")]
 
 
 def test_the_store_runs_on_a_pool_of_its_own_that_retires_when_idle(tmp_path: Path) -> None:

@@ -28,8 +28,12 @@ Policies:
 - A failed write (locked past the busy timeout, disk full, I/O error) keeps its games
   in the buffer and is tried again after RETRY_DELAY on a fresh connection; a warning
   says why, at most once every DROPS_LOGGED_EVERY seconds.
+- A writer that fails otherwise (a defect) or cannot start says so in one line and
+  leaves the games in the buffer; the next `record()` or `flush()` starts another.
 - `flush()` waits, up to a bound, until every game recorded so far is written;
-  `close()` does the same, then counts what is left as dropped and says so.
+  `close()` does the same, then counts what is left as dropped and says so, with the
+  drops the warning's throttle held back. A `record()` after `close()` drops the game
+  and says the store is closed.
 """
 
 from __future__ import annotations
@@ -76,7 +80,8 @@ INSERT: Final = (f"INSERT INTO games ({', '.join(COLUMNS)}) "
 FLUSH_INTERVAL: Final = 0.2
 """Seconds the writer gathers games before it writes them in one transaction."""
 BUFFER_BOUND: Final = 10_000
-"""Games waiting to be written: about 2 MB, 50 s of a locked database at 200 games/s."""
+"""Games waiting to be written, at most. When it is full, `record()` waits RECORD_WAIT
+for room, then drops the game and counts it."""
 RECORD_WAIT: Final = 0.05
 """Seconds `record()` waits for room in a full buffer before it drops the game."""
 BUSY_TIMEOUT: Final = 1.0
@@ -87,9 +92,11 @@ STOP_FLUSH: Final = 5.0
 """Seconds `close()` and a reload wait for the buffer to be written."""
 DROPS_LOGGED_EVERY: Final = 5.0
 WORKERS: Final = 2
-"""Workers async sessions reach the store through. `record()` takes a lock for an
-append, so two keep up with any load; one per session would start dozens of threads
-under load, each to wait for the same lock."""
+"""Workers async sessions reach the store through. A call holds its worker only to
+append under the store's lock, or RECORD_WAIT at most while the buffer is full, so a
+fixed few serve any number of sessions: a worker per session would start a thread per
+session only to wait for that one lock. Two rather than one: while one worker waits
+for the lock, the other takes the next call."""
 IDLE_TIMEOUT: Final = 10.0
 WRITER_NAME: Final = "results writer"
 
@@ -181,6 +188,7 @@ class Store:
         self._lock = threading.Condition(threading.Lock())
         self._buffer: collections.deque[Played] = collections.deque()
         self._writer: threading.Thread | None = None
+        self._starting = 0  # writers made under the lock, being started outside it
         self._retired: threading.Thread | None = None  # the last writer that exited
         self._hurry = False  # a flush or close waits: write without gathering
         self._full_since: float | None = None  # when the buffer last filled up
@@ -200,6 +208,7 @@ class Store:
 
     def record(self, game: Played) -> None:
         """Buffer `game` for the writer; past RECORD_WAIT without room, drop it."""
+        writer = None
         with self._lock:
             if len(self._buffer) >= self._bound and self._full_since is None:
                 self._full_since = time.monotonic()
@@ -215,40 +224,57 @@ class Store:
             if self._closed or len(self._buffer) >= self._bound:
                 self.dropped += 1
                 told = self._drops_to_tell()
+                why = "is closed" if self._closed else "is not keeping up"
             else:
                 told = 0
                 self._buffer.append(game)
-                if self._writer is None:
-                    self._writer = threading.Thread(target=self._write_loop, name=WRITER_NAME)
-                    self._writer.start()
+                writer = self._new_writer()
+        if writer is not None:
+            self._start(writer)
         if told:  # logged outside the lock: a write to stderr may block
-            log.warning("results: %d games not recorded: %s is not keeping up", told,
-                        self.path)
+            log.warning("results: %d games not recorded: %s %s", told, self.path, why)
 
     def flush(self, timeout: float = STOP_FLUSH) -> bool:
-        """Wait until every game recorded so far is written; False if `timeout` passed."""
+        """Wait until every game recorded so far is written; False if `timeout` passed
+        or the writer stopped first. Games left by a writer that failed get a new one."""
+        with self._lock:
+            writer = self._new_writer() if self._buffer else None
+        if writer is not None:
+            self._start(writer)
         with self._lock:
             self._hurry = True
             self._lock.notify_all()
             try:
-                return self._lock.wait_for(lambda: not self._buffer, timeout)
+                self._lock.wait_for(lambda: not self._buffer or self._writer is None, timeout)
+                return not self._buffer
             finally:
                 self._hurry = False
 
     def close(self, timeout: float = STOP_FLUSH) -> None:
         """Write what is buffered, for `timeout` seconds at most; count the rest as
-        dropped; join the writer. `record()` drops from now on."""
+        dropped; join the writer; tell the drops not told yet. `record()` drops from
+        now on."""
         self.flush(timeout)
         with self._lock:
+            # The drops the log's throttle held back: the process may end before it
+            # would have told them.
+            untold = 0 if self._closed else self.dropped - self._told_dropped
+            self._told_dropped += untold
             self._closed = True
             self._lock.notify_all()
+            self._lock.wait_for(lambda: not self._starting)  # start() returns promptly
             writers = [self._writer, self._retired]
+        if untold:
+            log.warning("results: %d games not recorded: %s is not keeping up", untold,
+                        self.path)
         for writer in writers:  # one in a write ends it first, within BUSY_TIMEOUT
             if writer is not None:
                 writer.join()
         with self._lock:
             lost = len(self._buffer)
             self.dropped += lost
+            self._told_dropped += lost
+            self._told_at = -math.inf  # the first record() from now on is told at once
             self._buffer.clear()
         if lost:
             log.warning("results: %d games not recorded: %s could not be written in %g s",
@@ -269,6 +295,35 @@ class Store:
         self._told_at = time.monotonic()
         return told
 
+    def _new_writer(self) -> threading.Thread | None:
+        """With the lock held: a writer for the caller to start once it has released the
+        lock (Thread.start() waits for the new thread to run), if none runs."""
+        if self._writer is not None or self._closed:
+            return None
+        self._writer = threading.Thread(target=self._write_loop, name=WRITER_NAME)
+        self._starting += 1
+        return self._writer
+
+    def _start(self, writer: threading.Thread) -> None:
+        """Start the writer `_new_writer()` made. If no thread can start, the games wait
+        in the buffer for the next `record()` or `flush()` to try again."""
+        started = False
+        try:
+            writer.start()
+            started = True
+        except RuntimeError as error:  # "can't start new thread"
+            failure = error
+        finally:
+            with self._lock:
+                self._starting -= 1
+                if not started and self._writer is writer:
+                    self._writer = None
+                waiting = len(self._buffer)
+                self._lock.notify_all()
+        if not started:
+            log.warning("results: cannot start the writer of %s: %s; %d games wait",
+                        self.path, failure, waiting)
+
     # --- the writer thread -----------------------------------------------------------
 
     def _write_loop(self) -> None:
@@ -283,9 +338,14 @@ class Store:
                     connection.close()
                     connection = None
                 self._pause(RETRY_DELAY)
+        except Exception as error:  # a defect, not the database: the games stay buffered
+            self._tell_failure(f"unexpected {type(error).__name__}: {error}")
         finally:
             if connection is not None:
                 connection.close()
+            with self._lock:
+                if self._writer is threading.current_thread():  # an exception's way out
+                    self._retire()
 
     def _next_batch(self) -> list[Played] | None:
         """The games to write next, after gathering for the flush interval; None when
@@ -297,9 +357,14 @@ class Store:
                                         self._flush_interval)
                 if not self._closed:
                     return list(self._buffer)
-            # A record() from now on starts another writer; close() joins this one.
-            self._writer, self._retired = None, threading.current_thread()
+            self._retire()  # in the same hold of the lock as the decision to exit
             return None
+
+    def _retire(self) -> None:
+        """With the lock held: a `record()` or `flush()` from now on starts another
+        writer; `close()` joins this one; a `flush()` waiting for it stops waiting."""
+        self._writer, self._retired = None, threading.current_thread()
+        self._lock.notify_all()
 
     def _pause(self, seconds: float) -> None:
         with self._lock:
@@ -309,7 +374,7 @@ class Store:
         try:
             return self._connect()
         except sqlite3.Error as error:
-            self._tell_failure(error)
+            self._tell_failure(str(error))
             return None
 
     def _connect(self) -> sqlite3.Connection:
@@ -329,7 +394,7 @@ class Store:
                     connection.execute("ROLLBACK")
                 raise
         except sqlite3.Error as error:
-            self._tell_failure(error)
+            self._tell_failure(str(error))
             return False
         with self._lock:
             for _ in batch:  # record() appends on the right only; these are the oldest
@@ -339,13 +404,13 @@ class Store:
             self._lock.notify_all()
         return True
 
-    def _tell_failure(self, error: sqlite3.Error) -> None:
+    def _tell_failure(self, why: str) -> None:
         now = time.monotonic()
         if now - self._failure_told_at >= DROPS_LOGGED_EVERY:
             self._failure_told_at = now
             with self._lock:
                 waiting = len(self._buffer)
-            log.warning("results: cannot write to %s: %s; %d games wait", self.path, error,
+            log.warning("results: cannot write to %s: %s; %d games wait", self.path, why,
                         waiting)
 
 

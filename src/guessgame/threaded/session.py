@@ -45,8 +45,16 @@ class Session:
             log.info("%s: %s", self._connection.peer, protocol.farewell(self._guesser, gone))
         finally:
             if self._games is not None and (game := self._games.session_ended(how)):
-                assert self._record is not None  # given together; not input validation
-                self._record(game)
+                self._record_last(game)
+
+    def _record_last(self, game: Played) -> None:
+        """Record the game the session's end cut short. A failure is logged in one line,
+        not raised: in a `finally`, it would replace the session's own exception."""
+        assert self._record is not None  # given together; not input validation
+        try:
+            self._record(game)
+        except Exception as error:
+            log.warning("%s: game not recorded: %s", self._connection.peer, error)
 
     def _serve_line(self) -> bool:
         asked = 0.0  # when the line was received, if it was and the replies are timed
