@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import re
 import shlex
 import subprocess
@@ -257,3 +258,14 @@ def test_the_testing_page_names_every_test_file() -> None:
     unnamed = [path.name for path in sorted((ROOT / "tests").glob("test_*.py"))
                if f"`{path.name}`" not in text]
     assert unnamed == [], f"docs/testing.md does not name {unnamed}"
+
+
+def test_named_keeps_the_named_stages_and_the_baselines(tmp_path: Path) -> None:
+    run = {"stages": {"all-threads": [], "async=server": ["server"]},
+           "cells": [{"stage": stage, "clients": 1000, "rounds_per_s": 1.0}
+                     for stage in ("baseline-streams", "all-threads", "async=server")]}
+    (tmp_path / "run.json").write_text(json.dumps(run), encoding="utf-8")
+    shown = doc_tables.table("cells run.json named", tmp_path)
+    every = doc_tables.table("cells run.json", tmp_path)
+    assert "async=server" in every and "async=server" not in shown
+    assert "baseline-streams" in shown and "all-threads" in shown

@@ -27,7 +27,9 @@ page, as `guessgame bench --out` writes them). KIND is one of:
   `report.check_targets`, with the misses named; `unread-rounds=N` among the files
   checks the unread-stdout cells against N rounds (`bench --unread-stdout N`).
 
-`python -m guessgame.bench.doc_tables` rewrites the page; `--check` only says whether it
+`named` among the files keeps the cells of the stages the config names and of the
+baselines (a run of every combination, shown short). `python -m
+guessgame.bench.doc_tables` rewrites the page; `--check` only says whether it
 is current (exit 1 if not). tests/test_docs.py fails when the page and the JSON differ.
 """
 
@@ -170,14 +172,27 @@ def targets_table(documents: list[dict[str, Any]], unread_rounds: int | None) ->
                       for check in checks])
 
 
+def _named_only(document: dict[str, Any]) -> dict[str, Any]:
+    """The document with only the cells of the named stages and of the baselines."""
+    def kept(cell: Cell) -> bool:
+        # A combination the config does not name is shown as `async=` plus its layers.
+        return not cell["stage"].startswith("async=")
+    return {**document, "cells": [cell for cell in document["cells"] if kept(cell)],
+            "unread_stdout": [cell for cell in document.get("unread_stdout", [])
+                              if kept(cell)]}
+
+
 def table(spec: str, directory: Path) -> str:
     """The table a marker asks for: `KIND FILE [FILE ...]`, files relative to `directory`."""
     kind, *words = spec.split()
     options = dict(word.split("=", 1) for word in words if "=" in word)
-    names = [word for word in words if "=" not in word]
+    named = "named" in words
+    names = [word for word in words if "=" not in word and word != "named"]
     if not names:
         raise ValueError(f"bench-table '{spec}' names no JSON file")
     documents = [json.loads((directory / name).read_text(encoding="utf-8")) for name in names]
+    if named:
+        documents = [_named_only(document) for document in documents]
     if kind == "cells":
         return cells_table([cell for document in documents for cell in document["cells"]])
     if kind == "patterns":
