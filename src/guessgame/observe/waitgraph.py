@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from types import FrameType, TracebackType
 from typing import Any, Final
 
+from guessgame import outputs
 from guessgame.crossing import Party
 from guessgame.observe import waits
 from guessgame.observe.waits import Wait
@@ -350,5 +351,11 @@ class StallWatch:
 
 
 def write_stderr(text: str) -> None:
-    sys.stderr.write(text)
-    sys.stderr.flush()
+    """The one writer of the watches' and the signals' reports: to the process's stderr
+    through its spool (guessgame.outputs), which never blocks, so it may run on the loop
+    thread; to whatever replaces sys.stderr (a test's capture) as is."""
+    if outputs.stderr_is_ours():
+        outputs.stderr().write(text.encode(errors="replace"))
+    else:
+        sys.stderr.write(text)
+        sys.stderr.flush()
