@@ -29,7 +29,7 @@ import janus
 import pytest
 
 from guessgame import crossing
-from guessgame.observe import own_program, stdlib_bridges, waitgraph
+from guessgame.observe import stdlib_bridges
 from pdbdrive import Debugged, Stop
 from timing import UNIT
 
@@ -254,26 +254,6 @@ def test_sigusr1_names_the_blocked_thread_the_task_and_the_workers_function() ->
             process.wait()
     assert process.returncode == 0
     assert out == "filled 4\ndrained [-1, 0, 1, 2, 3]\n"
-
-
-def test_sigusr1_writes_the_wait_graph_from_a_thread_of_its_own(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Not from the handler, which runs in the main thread: the loop's under asyncio.run."""
-    if threading.current_thread() is not threading.main_thread():
-        pytest.skip("signal handlers are set in the main thread only")
-    written: list[str] = []
-    monkeypatch.setattr(waitgraph, "write_stderr",
-                        lambda text: written.append(threading.current_thread().name))
-
-    async def main() -> None:
-        signal.raise_signal(signal.SIGUSR1)
-        await asyncio.sleep(0)
-
-    with own_program.instrumented():
-        asyncio.run(main())
-    # Leaving joined the thread that wrote.
-    assert written == ["signal report"]
-    assert not [thread for thread in threading.enumerate() if thread.name == "signal report"]
 
 
 # --- guessgame debug PROGRAM.py ----------------------------------------------------------

@@ -260,7 +260,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                                                           waitgraph.write_stderr))
             # And one that names the line holding an event loop while it holds it.
             debug_only.enter_context(loopwatch.LoopWatch(settings.loop_block_report,
-                                                         waitgraph.write_stderr))
+                                                         loopwatch.write_stderr))
             debugging.follow_pdb_into_threads()
         return run_traced(args, settings)
 

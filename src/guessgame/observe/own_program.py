@@ -16,12 +16,11 @@ import os
 import runpy
 import signal
 import sys
-import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any, ClassVar
+from typing import Any
 
 from guessgame.observe import debugging, stdlib_bridges, waitgraph
 
@@ -148,53 +147,32 @@ def instrumented(debug: bool = False) -> Iterator[None]:
     finally:
         signal.signal(signal.SIGUSR1, before)
         stdlib_bridges.uninstall()
-        for thread in _Asked.threads:
-            thread.join()
-        _Asked.threads.clear()
 
 
 class _Asked:
-    """SIGUSR1's requests. `again` is set by the handler and cleared by the thread that
-    writes; `writing` is held by that one thread while it writes, taken without waiting."""
-
+    printing = False
     again = False
-    writing = threading.Lock()
-    threads: ClassVar[list[threading.Thread]] = []  # changed in the main thread only
 
 
 def _print_waits(signum: int, frame: FrameType | None) -> None:
-    """SIGUSR1: who waits on whom, on stderr, as `guessgame serve` prints it.
-
-    The handler runs in the main thread, which is the loop's under asyncio.run: it
-    builds and writes nothing there, but starts a short-lived `signal report` thread
-    that does. A signal that arrives while a graph is being written asks that thread
-    for one more graph after it, not for a second thread."""
-    _Asked.again = True
-    if not _Asked.writing.acquire(blocking=False):
-        return  # the thread writing sees `again`
-    _Asked.threads[:] = [thread for thread in _Asked.threads if thread.is_alive()]
-    thread = threading.Thread(target=_write_waits, name="signal report")
-    try:
-        thread.start()
-    except RuntimeError:  # no thread to be had: a diagnostic never stops the program
-        _Asked.writing.release()
+    """SIGUSR1: who waits on whom, on stderr, as `guessgame serve` prints it. A signal
+    that arrives while a graph is being written (the handler runs again, in the same
+    thread, inside the write) asks for one more graph after it, not a write inside it."""
+    if _Asked.printing:
+        _Asked.again = True
         return
-    _Asked.threads.append(thread)
-
-
-def _write_waits() -> None:
-    while True:
-        while _Asked.again:
+    _Asked.printing = True
+    try:
+        while True:
             _Asked.again = False
             try:
                 waitgraph.write_stderr(debugging.waits().text)
             except Exception:  # a diagnostic must never stop the program it diagnoses
                 traceback.print_exc()
-        _Asked.writing.release()
-        # A signal between the last look at `again` and the release found the lock
-        # held and left its request to this thread.
-        if not (_Asked.again and _Asked.writing.acquire(blocking=False)):
-            return
+            if not _Asked.again:
+                return
+    finally:
+        _Asked.printing = False
 
 
 def run(program: Program, debug: bool = False) -> int:

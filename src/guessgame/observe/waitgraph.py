@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from types import FrameType, TracebackType
 from typing import Any, Final
 
-from guessgame import outputs
 from guessgame.crossing import Party
 from guessgame.observe import waits
 from guessgame.observe.waits import Wait
@@ -351,11 +350,5 @@ class StallWatch:
 
 
 def write_stderr(text: str) -> None:
-    """The one writer of the watches' and the signals' reports: to the process's stderr
-    through its spool (guessgame.outputs), which never blocks, so it may run on the loop
-    thread; to whatever replaces sys.stderr (a test's capture) as is."""
-    if outputs.stderr_is_ours():
-        outputs.stderr().write(text.encode(errors="replace"))
-    else:
-        sys.stderr.write(text)
-        sys.stderr.flush()
+    sys.stderr.write(text)
+    sys.stderr.flush()
