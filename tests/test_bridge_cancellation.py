@@ -62,6 +62,45 @@ def test_a_timeout_cancels_the_coroutine_on_the_loop(bridge: Bridge) -> None:
     assert bridge.run_in_loop(asyncio.sleep(0, "the loop still serves")) == "the loop still serves"
 
 
+def test_a_timeout_ends_once_a_cancellation_before_the_first_step_lands(
+        bridge: Bridge, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The thread gives up while the loop is busy, and the task is cancelled on the
+    loop's side before its first step (as the loop's shutdown cancels every task): none
+    of the coroutine runs, its finally neither, and the thread's wait for the cleanup
+    ends as the task does, not after CANCEL_GRACE."""
+    started, given_up = threading.Event(), threading.Event()
+    ending = Ending(on_start=started.set)
+    submit = asyncio.run_coroutine_threadsafe
+    closed_in: list[str] = []
+    close_unstarted = bridge_module._close_unstarted
+
+    def busy_until_given_up() -> None:  # runs after the task is made, before its step
+        given_up.wait(UNIT)
+        for task in asyncio.all_tasks(bridge.loop):
+            task.cancel()
+
+    def submitted(coro: Any, loop: asyncio.AbstractEventLoop) -> concurrent.futures.Future[Any]:
+        future = submit(coro, loop)
+        future.add_done_callback(lambda _: given_up.set())  # the thread's cancel()
+        loop.call_soon_threadsafe(busy_until_given_up)
+        return future
+
+    def closed(*coros: Any) -> None:
+        closed_in.append(threading.current_thread().name)
+        close_unstarted(*coros)
+
+    monkeypatch.setattr(asyncio, "run_coroutine_threadsafe", submitted)
+    monkeypatch.setattr(bridge_module, "_close_unstarted", closed)
+    monkeypatch.setattr(bridge_module, "CANCEL_GRACE", UNIT)
+    with pytest.raises(TimeoutError, match=r"wait_forever\(\) did not end within"):
+        bridge.run_in_loop(ending.wait_forever(), timeout=GIVE_UP)
+    monkeypatch.undo()
+    assert given_up.is_set() and not started.is_set()
+    # Closed on the loop as the task ended, not by the thread once the grace ran out.
+    assert closed_in == [bridge_module.LOOP_THREAD_NAME]
+    assert bridge.run_in_loop(asyncio.sleep(0, "the loop still serves")) == "the loop still serves"
+
+
 def test_within_its_timeout_a_coroutine_returns_or_raises_as_without_one(bridge: Bridge) -> None:
     async def answer() -> int:
         return 42

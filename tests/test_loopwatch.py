@@ -166,6 +166,23 @@ def test_a_loop_that_is_not_running_is_not_held() -> None:
         loop.close()
 
 
+def test_a_loop_run_again_is_watched_in_its_second_run() -> None:
+    """The watch forgets the first run's heartbeat, not the one the second run made."""
+    loop = asyncio.new_event_loop()
+    try:
+        watch = LoopWatch(THRESHOLD, lambda text: None)  # looked at by hand, no thread
+        watch.loop_started(loop, own=False)
+        [first] = watch._beats.values()
+        watch.loop_stopped(loop)
+        watch.loop_started(loop, own=False)  # run_until_complete again
+        second = watch._beats[loop]
+        assert second is not first
+        watch.check(first, first.interval)  # the watch's copy of the beats held the first
+        assert watch._beats == {loop: second}
+    finally:
+        loop.close()
+
+
 def test_a_loop_thread_at_a_debugger_prompt_is_paused_not_held() -> None:
     gate, stopped = threading.Event(), threading.Event()
     debugger: dict[str, Any] = {"__name__": "bdb"}  # code that runs as the debugger's own

@@ -146,6 +146,31 @@ def test_the_stdlib_bridges_announce_once_each_while_installed() -> None:
     assert len(recorder.events) == before
 
 
+def test_the_stdlib_bridges_refuse_at_the_call_what_python_refuses() -> None:
+    """A future given to run_coroutine_threadsafe, a coroutine function given to
+    run_in_executor on a loop in debug mode: TypeError at the call, as without us."""
+    async def coroutine_function() -> None:
+        pass
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        not_a_coroutine = loop.create_future()
+        with pytest.raises(TypeError, match="A coroutine object is required"):
+            asyncio.run_coroutine_threadsafe(not_a_coroutine, loop)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"coroutines cannot be used with run_in_executor"):
+            await loop.run_in_executor(None, coroutine_function)
+
+    recorder = Recorder()
+    stdlib_bridges.install()
+    crossing.attach(recorder)
+    try:
+        asyncio.run(main(), debug=True)
+    finally:
+        crossing.detach(recorder)
+        stdlib_bridges.uninstall()
+    assert [event for event in recorder.events if event[0] == "sent"] == []
+
+
 # --- guessgame run -----------------------------------------------------------------------
 
 

@@ -226,6 +226,19 @@ def test_the_line_buffer_frames_lines_however_the_bytes_arrive() -> None:
     assert not gone.value.mid_line
 
 
+def test_the_line_buffer_has_a_line_only_where_next_line_returns_one() -> None:
+    for data in (b"1234567\n", b"12345678\n", b"123456789\nNUMBER\n", b"123"):
+        buffer = protocol.LineBuffer(8)
+        buffer.receive_data(data)
+        try:
+            taken = buffer.next_line() is not None
+        except protocol.LineTooLong:
+            taken = False
+        buffer = protocol.LineBuffer(8)
+        buffer.receive_data(data)
+        assert buffer.has_line() == taken, data
+
+
 def test_the_line_buffer_agrees_with_frame_on_every_edge() -> None:
     limit = 8
     for data in (b"1234567\n", b"12345678", b"12345678\n", b"123", b""):

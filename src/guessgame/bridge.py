@@ -170,10 +170,9 @@ class Bridge:
         seen = crossing.sent("run_coroutine_threadsafe", THREAD_TO_LOOP,
                              _name_of(coro)) if crossing.observed else None
         work = coro if seen is None else crossing.arrive(coro, seen)
-        ended = None if timeout is None else threading.Event()
         try:
             try:
-                future = self._submit(work if ended is None else _settled(work, ended), coro)
+                future = self._submit(work, coro)
             except BridgeError:
                 work.close()
                 raise
@@ -186,7 +185,9 @@ class Bridge:
             except TimeoutError:
                 if not future.cancel():  # it ended as the wait timed out
                     return future.result()
-                assert ended is not None
+                ended = threading.Event()
+                with contextlib.suppress(RuntimeError):  # closed: nothing more runs there
+                    self.loop.call_soon_threadsafe(_set_once_done, self.loop, work, coro, ended)
                 if not ended.wait(CANCEL_GRACE):
                     # Cancelled before its first step, it never ran: nothing awaits it.
                     _close_unstarted(work, coro)
@@ -379,12 +380,22 @@ def loop_thread(settings: Settings, layers: Iterable[str]) -> Iterator[Bridge | 
         bridge.close()
 
 
-async def _settled(work: Coroutine[Any, Any, T], ended: threading.Event) -> T:
-    """`work`, setting `ended` once it has ended in any way, cancellation included."""
-    try:
-        return await work
-    finally:
+def _set_once_done(loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, Any],
+                   coro: Coroutine[Any, Any, Any], ended: threading.Event) -> None:
+    """On the loop: `ended` once the task running `work` is done, its cleanup run, or at
+    once if it is done already. The task was made before this runs (both are queued by
+    the same thread, in order). Cancelled before its first step (by the loop's shutdown,
+    say), none of it ran, its finally neither: closed here, as the task ends."""
+
+    def done(_: object) -> None:
+        _close_unstarted(work, coro)
         ended.set()
+
+    for task in asyncio.all_tasks(loop):
+        if task.get_coro() is work:
+            task.add_done_callback(done)
+            return
+    done(None)
 
 
 def _close_unstarted(*coros: Coroutine[Any, Any, Any]) -> None:

@@ -199,8 +199,9 @@ class LineBuffer:
         return None
 
     def has_line(self) -> bool:
-        """Whether a whole line is buffered, so that `next_line` returns it."""
-        return NEWLINE in self._data
+        """Whether a whole line is buffered, so that `next_line` returns it: a newline
+        within the limit (one beyond it ends a line `next_line` refuses as too long)."""
+        return self._data.find(NEWLINE, 0, self._limit) >= 0
 
     @property
     def buffered(self) -> int:

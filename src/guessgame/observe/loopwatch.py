@@ -124,7 +124,8 @@ class LoopWatch(crossing.Observer):
                 self._write(self.held(heart, now))
             heart.stall, heart.told = None, False
         if heart.stopped or heart.loop.is_closed():  # closed unannounced: gone all the same
-            self._beats.pop(heart.loop, None)
+            if self._beats.get(heart.loop) is heart:  # not the heartbeat of a run since
+                self._beats.pop(heart.loop, None)
             return
         if last is None or heart.ident is None or not heart.loop.is_running():
             return
@@ -158,6 +159,17 @@ class LoopWatch(crossing.Observer):
                 lines.append(f"      {source}")
         return "\n".join(lines) + "\n"
 
+    def held(self, heart: Heartbeat, now: float) -> str:
+        """The hold began between the last beat before it and the next beat's due
+        time, and ended when a beat ran again (or the loop stopped)."""
+        assert heart.stall is not None
+        turned = heart.last if heart.last != heart.stall and heart.last is not None else None
+        end = now if turned is None else turned
+        how = ("" if turned is not None else " until it stopped" if not heart.loop.is_running()
+               else " until the watch ended")
+        return (f"guessgame: the event loop in thread {heart.thread_name} was held{how} for "
+                f"{end - heart.stall - heart.interval:.2f} to {end - heart.stall:.2f} s\n")
+
     # --- the context manager ---------------------------------------------------------
 
     def __enter__(self) -> LoopWatch:
@@ -175,18 +187,6 @@ class LoopWatch(crossing.Observer):
         self._thread.join()
         for heart in self._beats.values():
             heart.stopped = True
-
-
-    def held(self, heart: Heartbeat, now: float) -> str:
-        """The hold began between the last beat before it and the next beat's due
-        time, and ended when a beat ran again (or the loop stopped)."""
-        assert heart.stall is not None
-        turned = heart.last if heart.last != heart.stall and heart.last is not None else None
-        end = now if turned is None else turned
-        how = ("" if turned is not None else " until it stopped" if not heart.loop.is_running()
-               else " until the watch ended")
-        return (f"guessgame: the event loop in thread {heart.thread_name} was held{how} for "
-                f"{end - heart.stall - heart.interval:.2f} to {end - heart.stall:.2f} s\n")
 
 
 def _thread_name(ident: int) -> str:

@@ -19,6 +19,9 @@ With no observer attached each replacement costs one look at `crossing.observed`
 game's own bridges already announce: a call that arrives already wrapped (`arrive`,
 `Arriving`, the bridge's `_NamedCall`), a janus call made by `crossing.ends`'s ends and
 the bridge's own loop thread pass straight through, so nothing is announced twice.
+What asyncio refuses (a future given to run_coroutine_threadsafe, a coroutine function
+to run_in_executor on a loop in debug mode) goes to the original unwrapped, which
+raises TypeError at the call as it does without guessgame.
 A bridge made by hand (call_soon_threadsafe and a threading.Event) or another event-loop
 library's is not seen.
 """
@@ -30,6 +33,7 @@ import asyncio.base_events
 import asyncio.tasks
 import concurrent.futures
 import importlib
+import inspect
 import sys
 import threading
 import weakref
@@ -107,7 +111,8 @@ class _AnnouncedFuture(concurrent.futures.Future):  # type: ignore[type-arg]
 def run_coroutine_threadsafe(coro: Coroutine[Any, Any, Any],
                              loop: asyncio.AbstractEventLoop) -> concurrent.futures.Future[Any]:
     original = _call["run_coroutine_threadsafe"]
-    if not crossing.observed or getattr(coro, "cr_code", None) is _ARRIVE:
+    if (not crossing.observed or getattr(coro, "cr_code", None) is _ARRIVE
+            or not asyncio.iscoroutine(coro)):  # refused by the original, as without us
         future: concurrent.futures.Future[Any] = original(coro, loop)
         return future
     what = bridge._name_of(coro)
@@ -152,7 +157,8 @@ _ARRIVE: Final[CodeType] = crossing.arrive.__code__
 def run_in_executor(loop: asyncio.AbstractEventLoop, executor: Any, func: Callable[..., Any],
                     *args: Any) -> asyncio.Future[Any]:
     original = _call["run_in_executor"]
-    if not crossing.observed or type(func) in _ANNOUNCED_CALLS:
+    if (not crossing.observed or type(func) in _ANNOUNCED_CALLS
+            or (loop.get_debug() and _refused(func))):
         future: asyncio.Future[Any] = original(loop, executor, func, *args)
         return future
     seen = crossing.sent("run_in_executor", LOOP_TO_THREAD, _name_of(func),
@@ -168,6 +174,13 @@ def run_in_executor(loop: asyncio.AbstractEventLoop, executor: Any, func: Callab
 
 
 _ANNOUNCED_CALLS: Final = frozenset({bridge._NamedCall, crossing.Arriving})
+
+
+def _refused(func: object) -> bool:
+    """What a loop in debug mode refuses with TypeError in run_in_executor(): left to
+    the original as is, whose check a wrapper would hide. Asked in debug mode only,
+    as asyncio asks: the check calls into abc and inspect, where a step would stop."""
+    return not callable(func) or asyncio.iscoroutine(func) or inspect.iscoroutinefunction(func)
 
 
 # --- every loop the program runs -----------------------------------------------------
