@@ -269,3 +269,12 @@ def test_named_keeps_the_named_stages_and_the_baselines(tmp_path: Path) -> None:
     every = doc_tables.table("cells run.json", tmp_path)
     assert "async=server" in every and "async=server" not in shown
     assert "baseline-streams" in shown and "all-threads" in shown
+
+
+def test_the_docs_read_in_an_hour() -> None:
+    """At most 15,000 words, counted as `wc -w` counts them, across the pages a newcomer
+    reads: the README, the migration plan and docs/."""
+    pages = [ROOT / "README.md", ROOT / "migration_plan.md",
+             *sorted((ROOT / "docs").glob("*.md"))]
+    words = sum(len(page.read_bytes().split()) for page in pages)
+    assert words <= 15_000, f"{words} words"
