@@ -396,13 +396,6 @@ def test_debug_waits_names_a_deadlock_across_bridges() -> None:
 HAND_MADE = Path(__file__).parent / "hand_made_bridge.py"
 
 
-def test_the_docs_hand_made_bridge_is_the_one_tested() -> None:
-    docs = (Path(__file__).parent.parent / "docs" / "debugging.md").read_text()
-    shown = docs[docs.index("def call_in_loop"):docs.index("    return box[0]\n```")]
-    source = HAND_MADE.read_text().replace("  # type: ignore[no-untyped-def]", "")
-    assert shown in source
-
-
 def test_a_hand_made_bridge_announced_is_traced_and_stepped_across() -> None:
     done = guessgame("run", "--trace", str(HAND_MADE))
     assert (done.returncode, done.stdout) == (0, "42\n"), done.stderr
