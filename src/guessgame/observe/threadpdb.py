@@ -7,6 +7,15 @@ instance's `breaks` table, therefore gives every thread the same breakpoints and
 stops only in the task it was taken in. `Console` lets one thread at a time hold the
 prompt, in the order they stopped. `StepAcross` (stepping.py) carries a step across a
 bridge, through `PdbBackend` below.
+
+Two private names of the standard library's debugger are used, for want of a public
+way; the debugger tests (tests/test_debugger.py, tests/test_own_program.py) fail if a
+release changes either:
+- `bdb.Bdb._set_stopinfo`, which every bdb step command calls to set the stepping state,
+  is how a step is carried across a bridge (`stop_info`);
+- `pdb.Pdb._wait_for_mainpyfile`, which `pdb.Pdb._runscript` sets, makes a program of
+  one's own stop first at its own first line, as under `python -m pdb`.
+The private attributes of asyncio and janus are named in crossing.py.
 """
 
 from __future__ import annotations
