@@ -205,8 +205,8 @@ def live_serve(config: Path, text: str, *options: str) -> Iterator[LiveServe]:
         assert server.stderr_problems() == [], "\n".join(server.err)
 
 
-def fresh_shape(tmp: Path, stage: str) -> Shape:
+def fresh_shape(tmp: Path, stage: str, *options: str) -> Shape:
     """Threads and descriptors of a serve process just started at `stage`: it announces
     its address once its first server has started everything it starts by itself."""
-    with live_serve(tmp / f"fresh-{stage}.toml", config_text(stage)) as fresh:
+    with live_serve(tmp / f"fresh-{stage}.toml", config_text(stage), *options) as fresh:
         return fresh.shape()
