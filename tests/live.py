@@ -133,6 +133,19 @@ class LiveServe:
                   else target] += 1
         return Shape(self.threads(), dict(kinds))
 
+    def settled_shape(self) -> Shape:
+        """The shape once two looks a poll apart agree: a thread that ends with the call
+        that started the first server may still be leaving when the address is out."""
+        last = [self.shape()]
+
+        def settled() -> bool:
+            now = self.shape()
+            same, last[0] = now == last[0], now
+            return same
+
+        eventually(settled, "the server's threads and descriptors to settle")
+        return last[0]
+
     def wait_for_shape(self, expected: Shape, why: str) -> None:
         eventually(lambda: self.shape() == expected,
                    lambda: f"{expected} {why}; the server has {self.shape()}")
@@ -209,4 +222,4 @@ def fresh_shape(tmp: Path, stage: str, *options: str) -> Shape:
     """Threads and descriptors of a serve process just started at `stage`: it announces
     its address once its first server has started everything it starts by itself."""
     with live_serve(tmp / f"fresh-{stage}.toml", config_text(stage), *options) as fresh:
-        return fresh.shape()
+        return fresh.settled_shape()
