@@ -160,9 +160,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
 _handler: logging.Handler | None = None
 
 
-def program_from(parser: argparse.ArgumentParser, argv: list[str]) -> own_program.Program:
+def program_from(parser: argparse.ArgumentParser,
+                 args: argparse.Namespace) -> own_program.Program:
+    """The program `run` or `debug` was given: `-m MODULE` or PROGRAM.py, and its args."""
     try:
-        return own_program.parse(argv)
+        return own_program.parse(["-m", args.module, *args.argv] if args.module
+                                 else args.argv)
     except own_program.UsageError as error:
         parser.error(str(error))
 
@@ -304,16 +307,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "debug":
         from guessgame.observe import threadpdb
 
-        if args.module:
-            return threadpdb.run_program(program_from(parser, ["-m", args.module, *args.argv]))
-        if not args.argv or args.argv[0] == "debug":
+        if not args.module and (not args.argv or args.argv[0] == "debug"):
             parser.error("debug needs a command to run, e.g. `guessgame debug demo`")
-        if own_program.looks_like_program(args.argv[0]):
-            return threadpdb.run_program(program_from(parser, args.argv))
+        if args.module or own_program.looks_like_program(args.argv[0]):
+            return threadpdb.run_program(program_from(parser, args))
         return threadpdb.run(args.argv)
     if args.command == "run":
-        args.program = program_from(parser, ["-m", args.module, *args.argv] if args.module
-                                    else args.argv)
+        args.program = program_from(parser, args)
     # A program of its own keeps the root logger: only guessgame's messages are ours.
     configure_logging(args.quiet, "guessgame" if args.command == "run" else "")
     observe.attach_defaults()
