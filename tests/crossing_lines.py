@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from guessgame import adapters, compose, reports, results
+from guessgame import adapters, compose, recording, reports, results
 
 PEER = r"127\.0\.0\.1:\d+"
 SESSION = f"session {PEER}"
@@ -75,5 +75,5 @@ REPORT_FROM_THREAD = Across(reports.Reports.put_from_thread, "item = crossing.ca
                             reports.Reports._take, "event-loop", "reports", False)
 RUN_BLOCKING = Across(compose.System.serve_in_task, "await self.bridge.run_in_thread(",
                       compose.System._blocking_session, SESSION, "-", True)
-STORE = Across(compose.System._record_from_loop, 'await self.bridge.run_in_thread("results"',
-               results.Store.record, r"blocking-results_\d+", "-", True)
+STORE = Across(recording.Recording._cross, 'await self._bridge.run_in_thread("results"',
+               results.Store.record_all, r"blocking-results_\d+", "-", True)

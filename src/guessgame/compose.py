@@ -1,8 +1,9 @@
 """The four layers at one combination, wired with the bridges that combination needs.
 
 This is the only module that looks at which layers are async. Every crossing between
-a thread and the loop is made here or in the adapters it picks, so reading this file
-tells which bridge appears at which stage.
+a thread and the loop is made here or in what it picks for the layers: the connection
+faces (adapters.py), the report queue (reports.py) and the way to the results store
+(recording.py). So reading this file tells which bridge appears at which stage.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from guessgame.bridge import Bridge
 from guessgame.config import Layers, Settings
 from guessgame.live.flavour_stats import Meter
 from guessgame.observe import trace
-from guessgame.outcomes import Played, Scorekeeper
+from guessgame.outcomes import Scorekeeper
 from guessgame.protocol import OURS, Decision, Game, Guesser, Vocabulary
+from guessgame.recording import Recording
 from guessgame.reports import Reports
 from guessgame.threaded import client as threaded_client
 from guessgame.threaded import connection as threaded_connection
@@ -30,18 +32,6 @@ from guessgame.threaded import session as threaded_session
 Rounds = list[tuple[int, Decision]]
 
 _UNSEEDED = random.Random()
-
-
-class Recording:
-    """Where one server's finished games go, and whether that server is stopping (a
-    game its stop cuts short ends as `stopped`)."""
-
-    def __init__(self, store: results.Store) -> None:
-        self.store = store
-        self.stopping = False
-
-    def is_stopping(self) -> bool:
-        return self.stopping
 
 
 class System:
@@ -127,21 +117,14 @@ class System:
             connection = adapters.AsyncFace(
                 threaded_connection.Connection(sock, self._limit, self._idle), self.bridge)
         report = self._reports.put_from_loop if self._reports else None
-        record = self._record_from_loop if self._recording else None
+        # Through the store's own pool, in batches: never on the loop's thread.
+        record = self._recording.record_from_loop if self._recording else None
         timed = self._meter.replied if self._meter is not None else None
         try:
             await aio_session.Session(connection, self._guesser(session_id), report, timed,
                                       self._scorekeeper(connection.peer), record).run()
         finally:
             await connection.close()
-
-    async def _record_from_loop(self, game: Played) -> None:
-        """The store blocks, so never on the loop's thread: on a pool of its own, so that
-        a full buffer's wait never holds a worker another purpose needs, and the pool's
-        workers retire when idle, as the loop's default executor's never do."""
-        assert self._recording is not None
-        await self.bridge.run_in_thread("results", self._recording.store.record, game,
-                                        max_workers=results.WORKERS)
 
     # --- client side -----------------------------------------------------------------
 

@@ -62,18 +62,19 @@ class Scorekeeper:
 
     def after(self, step: Step) -> Played | None:
         """The game the step ended, if it ended one."""
+        # Called for every line: the steps most lines make are tested first.
         if step.guess is not None:
             self._guesses += 1
             return None
         event = step.event
-        if isinstance(event, GameStarted):
+        if type(event) is Reported:
+            return self._end(CORRECT) if event.decision is Decision.CORRECT else None
+        if type(event) is GameStarted:
             ended = self._end(NEW_PARAMS)
             self._open, self._guesses = (event.lower, event.upper, self._now()), 0
             return ended
-        if isinstance(event, GameCleared):
+        if type(event) is GameCleared:
             return self._end(NEW_PARAMS)
-        if isinstance(event, Reported) and event.decision is Decision.CORRECT:
-            return self._end(CORRECT)
         return None
 
     def session_ended(self, how: str) -> Played | None:

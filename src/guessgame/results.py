@@ -1,8 +1,9 @@
 """Every finished game as one row of a SQLite database: blocking code, with no event loop.
 
 This is the dependency with no async driver. Threaded sessions call `Store.record()`
-directly; async sessions reach the same call through the bridge's `run_in_thread` on
-a worker pool of its own ("results"), never from the loop's thread (compose.py).
+directly; async sessions reach the same store through the bridge's `run_in_thread` on
+a worker pool of its own ("results"), never from the loop's thread, a batch of games
+per crossing with `Store.record_all()` (recording.py).
 
 sqlite3 binds a connection to the thread that made it, so one writer thread owns the
 only connection that writes. `record()` puts the game in a bounded buffer and returns;
@@ -42,11 +43,13 @@ import collections
 import datetime
 import logging
 import math
+import operator
 import os
 import sqlite3
 import threading
 import time
-from dataclasses import astuple, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -74,8 +77,20 @@ CREATE TABLE games (
     started_at TEXT NOT NULL,
     ended_at TEXT NOT NULL
 )"""
-INSERT: Final = (f"INSERT INTO games ({', '.join(COLUMNS)}) "
-                 f"VALUES ({', '.join('?' * len(COLUMNS))})")
+ROWS_PER_INSERT: Final = 999 // len(COLUMNS)
+"""Rows one INSERT statement writes. sqlite3 lets go of the GIL around every statement
+it steps, and each time the writer takes it back, a session thread or the event loop
+must hand it over and then wait to get it back. So a batch goes in a few multi-row
+statements, not a statement per row; 999 is the smallest bound on host parameters any
+SQLite has had, so this works with whichever one Python was built against."""
+_ROW: Final = f"({', '.join('?' * len(COLUMNS))})"
+_values = operator.attrgetter(*COLUMNS)
+
+
+def insert_statement(rows: int) -> str:
+    """The INSERT of `rows` games, with their values as host parameters."""
+    return f"INSERT INTO games ({', '.join(COLUMNS)}) VALUES {', '.join([_ROW] * rows)}"
+
 
 FLUSH_INTERVAL: Final = 0.2
 """Seconds the writer gathers games before it writes them in one transaction."""
@@ -208,31 +223,48 @@ class Store:
 
     def record(self, game: Played) -> None:
         """Buffer `game` for the writer; past RECORD_WAIT without room, drop it."""
+        self.record_all((game,))
+
+    def record_all(self, games: Sequence[Played]) -> None:
+        """Buffer `games`, in order, as `record()` would one by one, in one hold of the
+        lock: the batch the loop's sessions hand over in one crossing (recording.py)."""
         writer = None
+        dropped = 0
         with self._lock:
-            if len(self._buffer) >= self._bound and self._full_since is None:
-                self._full_since = time.monotonic()
-            # Measured from when the buffer filled, not from this call: callers queued
-            # behind each other (async sessions on the store's two workers) then wait
-            # RECORD_WAIT in all, not RECORD_WAIT each.
-            deadline = (self._full_since or 0.0) + RECORD_WAIT
-            while len(self._buffer) >= self._bound and not self._closed:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._lock.wait(left)
-            if self._closed or len(self._buffer) >= self._bound:
-                self.dropped += 1
-                told = self._drops_to_tell()
-                why = "is closed" if self._closed else "is not keeping up"
-            else:
-                told = 0
+            for game in games:
+                if not self._wait_for_room():
+                    dropped += 1
+                    continue
+                if not self._buffer:  # an idle writer waits for the first game
+                    self._lock.notify_all()
                 self._buffer.append(game)
+            told = 0
+            why = "is closed" if self._closed else "is not keeping up"
+            if dropped:
+                self.dropped += dropped
+                told = self._drops_to_tell()
+            if len(games) > dropped:
                 writer = self._new_writer()
         if writer is not None:
             self._start(writer)
         if told:  # logged outside the lock: a write to stderr may block
             log.warning("results: %d games not recorded: %s %s", told, self.path, why)
+
+    def _wait_for_room(self) -> bool:
+        """With the lock held: whether the buffer has room for a game, after waiting
+        until RECORD_WAIT past the moment it filled up; False once closed."""
+        if len(self._buffer) >= self._bound and self._full_since is None:
+            self._full_since = time.monotonic()
+        # Measured from when the buffer filled, not from this call: callers queued
+        # behind each other (async sessions on the store's two workers) then wait
+        # RECORD_WAIT in all, not RECORD_WAIT each.
+        deadline = (self._full_since or 0.0) + RECORD_WAIT
+        while len(self._buffer) >= self._bound and not self._closed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._lock.wait(left)
+        return not self._closed and len(self._buffer) < self._bound
 
     def flush(self, timeout: float = STOP_FLUSH) -> bool:
         """Wait until every game recorded so far is written; False if `timeout` passed
@@ -387,7 +419,10 @@ class Store:
         try:
             connection.execute("BEGIN IMMEDIATE")
             try:
-                connection.executemany(INSERT, [astuple(game) for game in batch])
+                for start in range(0, len(batch), ROWS_PER_INSERT):
+                    chunk = batch[start:start + ROWS_PER_INSERT]
+                    connection.execute(insert_statement(len(chunk)),
+                                       [value for game in chunk for value in _values(game)])
                 connection.execute("COMMIT")
             except BaseException:
                 if connection.in_transaction:

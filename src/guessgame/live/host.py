@@ -16,11 +16,11 @@ from types import TracebackType
 from guessgame import netutil
 from guessgame.aio import server as aio_server
 from guessgame.bridge import Bridge, loop_thread, run_in_new_thread
-from guessgame.compose import Recording
 from guessgame.config import SERVER_LAYERS, Settings
 from guessgame.live.flavour_stats import FlavourStats
 from guessgame.live.rollout import PerConnection
 from guessgame.outputs import Output, Write
+from guessgame.recording import Recording
 from guessgame.reports import Reports
 from guessgame.results import Store
 from guessgame.threaded import server as threaded_server
@@ -43,7 +43,7 @@ class ServerHost:
         self._write = write
         self._numbers = numbers
         self._stats = stats
-        self._recording = None if results is None else Recording(results)
+        self._recording = None if results is None else Recording(results, bridge)
         if listener is None:
             listener = netutil.listen(host, port, LISTEN_BACKLOG)
         self._listener = netutil.HeldListener(listener)
@@ -79,6 +79,9 @@ class ServerHost:
             self._bridge.run_in_loop(self._stop_async())
         else:
             self._stop_threaded()
+            if self._recording is not None and self._recording.pending:
+                assert self._bridge is not None  # only async sessions leave games pending
+                self._bridge.run_in_loop(self._recording.crossed())
 
     def __enter__(self) -> ServerHost:
         self.start()
@@ -104,6 +107,13 @@ class ServerHost:
             assert self._bridge is not None
             await self._bridge.run_in_thread("server", self._stop_threaded,
                                              thread_name="server stop")
+            await self.results_crossed()
+
+    async def results_crossed(self) -> None:
+        """Return once the games its async sessions ended are in the results store's
+        buffer, not waiting on the loop's side (recording.py)."""
+        if self._recording is not None:
+            await self._recording.crossed()
 
     def _stopping(self) -> None:
         """From here on, a game cut short ends as `stopped`, not as its peer's doing."""
@@ -163,6 +173,7 @@ class ServerHost:
     async def _stop_async(self) -> None:
         if self._async is not None:
             await self._async.stop()
+        await self.results_crossed()
         if self._reports is not None:
             await self._reports.stop_task()
 

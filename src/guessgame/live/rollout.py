@@ -22,10 +22,11 @@ import socket
 from typing import Final
 
 from guessgame.bridge import Bridge
-from guessgame.compose import Recording, System
+from guessgame.compose import System
 from guessgame.config import ROLLOUT_LAYERS, Layers, Settings
 from guessgame.live.flavour_stats import FlavourStats, Meter
 from guessgame.observe import trace
+from guessgame.recording import Recording
 from guessgame.reports import Reports
 
 STEPS: Final = {"connection": (math.sqrt(5) - 1) / 2, "session": math.sqrt(2) - 1}

@@ -310,6 +310,9 @@ class LiveServer:
                     new = await run_in_new_thread(functools.partial(
                         reload.reread, self._settings), "reload")
                     if new is not None:
+                        for each in (self._current, *self._draining):
+                            if each is not None:  # games their sessions ended: to the store
+                                await each.results_crossed()
                         await run_in_new_thread(self._flush_results, "results flush")
                         await self._advance_on_loop(new)
             return False
