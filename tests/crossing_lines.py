@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from guessgame import adapters, compose, recording, reports, results
+from guessgame import adapters, compose, reports, results
+from guessgame.live import recording
 
 PEER = r"127\.0\.0\.1:\d+"
 SESSION = f"session {PEER}"

@@ -80,9 +80,14 @@ def test_a_timeout_ends_once_a_cancellation_before_the_first_step_lands(
             task.cancel()
 
     def submitted(coro: Any, loop: asyncio.AbstractEventLoop) -> concurrent.futures.Future[Any]:
+        # The loop is held until both callbacks are queued, so the task's first step,
+        # queued as the task is made, comes after busy_until_given_up.
+        queued = threading.Event()
+        loop.call_soon_threadsafe(queued.wait, UNIT)
         future = submit(coro, loop)
         future.add_done_callback(lambda _: given_up.set())  # the thread's cancel()
         loop.call_soon_threadsafe(busy_until_given_up)
+        queued.set()
         return future
 
     def closed(*coros: Any) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from conftest import CONFIG
-from guessgame import cli, crossing, protocol
+from guessgame import cli, crossing, outputs, protocol
 from guessgame.observe import loopwatch
 from guessgame.observe.loopwatch import Heartbeat, LoopWatch
 from harness import watch_thresholds_in_demo
@@ -227,7 +227,7 @@ def test_a_blocking_call_left_in_an_async_session_is_named_while_it_holds_the_lo
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     reported = threading.Event()
     blocked: list[bool] = []
-    write = loopwatch.write_stderr
+    write = outputs.write_stderr
     handle = protocol.Guesser.handle
 
     def told(text: str) -> None:
@@ -240,7 +240,7 @@ def test_a_blocking_call_left_in_an_async_session_is_named_while_it_holds_the_lo
             blocked.append(reported.wait(DEADLINE))  # the session blocks here
         return handle(self, line)
 
-    monkeypatch.setattr(loopwatch, "write_stderr", told)
+    monkeypatch.setattr(outputs, "write_stderr", told)
     monkeypatch.setattr(protocol.Guesser, "handle", handle_blocking)
     argv = ["demo", "--config", str(CONFIG), "--async", "connection,session", "--debug",
             "--seed", "1", "-q"]

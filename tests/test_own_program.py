@@ -14,6 +14,7 @@ import asyncio
 import asyncio.base_events
 import asyncio.tasks
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -34,6 +35,7 @@ from pdbdrive import Debugged, Stop
 from timing import UNIT
 
 PROMPT_OR_END = re.compile(r"\(Pdb\) |exited with status \d+")
+F_SETPIPE_SZ = 1031  # Linux: fcntl.F_SETPIPE_SZ from 3.12 on
 
 PROGRAMS = Path(__file__).parent / "plain_programs"
 
@@ -254,6 +256,31 @@ def test_sigusr1_names_the_blocked_thread_the_task_and_the_workers_function() ->
             process.wait()
     assert process.returncode == 0
     assert out == "filled 4\ndrained [-1, 0, 1, 2, 3]\n"
+
+
+def test_sigusr1_never_holds_the_programs_loop_on_a_stderr_nobody_reads() -> None:
+    """Python runs the handler in the main thread, here the program's loop: the graph is
+    handed to the stderr spool, which writes what the pipe takes and keeps the rest
+    (bounded), so the loop ticks on while the pipe stays full."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "guessgame", "run", str(PROGRAMS / "ticking_loop.py")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdin is not None and process.stdout is not None
+    assert process.stderr is not None
+    try:
+        fcntl.fcntl(process.stderr.fileno(), F_SETPIPE_SZ, 4096)  # filled by a few graphs
+        assert process.stdout.readline() == "tick 1\n"
+        for _ in range(20):  # far more than the pipe holds, never read meanwhile
+            os.kill(process.pid, signal.SIGUSR1)
+            process.stdout.readline()  # the loop turned after the signal
+        out, err = process.communicate("stop\n", timeout=2 * UNIT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0
+    assert out.endswith("stopped\n")
+    assert err.startswith("wait graph"), err[:200]
 
 
 # --- guessgame debug PROGRAM.py ----------------------------------------------------------

@@ -11,8 +11,9 @@ from typing import TypeVar
 
 import pytest
 
-from guessgame import outcomes, recording, results
+from guessgame import outcomes, results
 from guessgame.bridge import Bridge
+from guessgame.live import recording
 from guessgame.outcomes import Played
 from peers import DEADLINE
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from guessgame import recording, results
+from guessgame import results
+from guessgame.live import recording
 from guessgame.outcomes import Played
 from live import LiveServe, config_text, live_serve
 from peers import DEADLINE, eventually

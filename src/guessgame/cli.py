@@ -260,10 +260,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             debugging.show_slow_callbacks()
             # Only under --debug: a thread that prints the wait graph on a stall.
             debug_only.enter_context(waitgraph.StallWatch(settings.stall_report,
-                                                          waitgraph.write_stderr))
+                                                          outputs.write_stderr))
             # And one that names the line holding an event loop while it holds it.
             debug_only.enter_context(loopwatch.LoopWatch(settings.loop_block_report,
-                                                         loopwatch.write_stderr))
+                                                         outputs.write_stderr))
             debugging.follow_pdb_into_threads()
         return run_traced(args, settings)
 

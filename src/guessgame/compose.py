@@ -3,7 +3,7 @@
 This is the only module that looks at which layers are async. Every crossing between
 a thread and the loop is made here or in what it picks for the layers: the connection
 faces (adapters.py), the report queue (reports.py) and the way to the results store
-(recording.py). So reading this file tells which bridge appears at which stage.
+(live/recording.py). So reading this file tells which bridge appears at which stage.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from guessgame.aio import session as aio_session
 from guessgame.bridge import Bridge
 from guessgame.config import Layers, Settings
 from guessgame.live.flavour_stats import Meter
+from guessgame.live.recording import Recording
 from guessgame.observe import trace
 from guessgame.outcomes import Scorekeeper
 from guessgame.protocol import OURS, Decision, Game, Guesser, Vocabulary
-from guessgame.recording import Recording
 from guessgame.reports import Reports
 from guessgame.threaded import client as threaded_client
 from guessgame.threaded import connection as threaded_connection

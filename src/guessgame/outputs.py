@@ -298,6 +298,17 @@ def stderr_is_ours() -> bool:
     return sys.stderr is sys.__stderr__ and sys.stderr is not None
 
 
+def write_stderr(text: str) -> None:
+    """A report (the wait graph, a blocked loop) to the process's stderr through its
+    spool, which never blocks, so any thread may write one, the loop's included; to
+    whatever replaces sys.stderr (a test's capture) as is."""
+    if stderr_is_ours():
+        stderr().write(text.encode(errors="replace"))
+    else:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+
 def flush_stderr_at_exit() -> None:
     if _STDERR is not None:
         _STDERR.flush_at_exit()

@@ -3,7 +3,7 @@
 This is the dependency with no async driver. Threaded sessions call `Store.record()`
 directly; async sessions reach the same store through the bridge's `run_in_thread` on
 a worker pool of its own ("results"), never from the loop's thread, a batch of games
-per crossing with `Store.record_all()` (recording.py).
+per crossing with `Store.record_all()` (live/recording.py).
 
 sqlite3 binds a connection to the thread that made it, so one writer thread owns the
 only connection that writes. `record()` puts the game in a bounded buffer and returns;
@@ -227,7 +227,7 @@ class Store:
 
     def record_all(self, games: Sequence[Played]) -> None:
         """Buffer `games`, in order, as `record()` would one by one, in one hold of the
-        lock: the batch the loop's sessions hand over in one crossing (recording.py)."""
+        lock: the batch the loop's sessions hand over in one crossing (live/recording.py)."""
         writer = None
         dropped = 0
         with self._lock:

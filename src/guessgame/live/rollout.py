@@ -25,8 +25,8 @@ from guessgame.bridge import Bridge
 from guessgame.compose import System
 from guessgame.config import ROLLOUT_LAYERS, Layers, Settings
 from guessgame.live.flavour_stats import FlavourStats, Meter
+from guessgame.live.recording import Recording
 from guessgame.observe import trace
-from guessgame.recording import Recording
 from guessgame.reports import Reports
 
 STEPS: Final = {"connection": (math.sqrt(5) - 1) / 2, "session": math.sqrt(2) - 1}

@@ -37,13 +37,13 @@ from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Final
 
-from guessgame import compose, netutil
+from guessgame import compose, netutil, outputs
 from guessgame.bridge import Bridge, new_event_loop, run_in_new_thread
 from guessgame.config import SERVER_LAYERS, Settings
 from guessgame.live import reload
 from guessgame.live.flavour_stats import FlavourStats
 from guessgame.live.host import LISTEN_BACKLOG, ServerHost
-from guessgame.observe import debugging, waitgraph
+from guessgame.observe import debugging
 from guessgame.outputs import Output, Write
 from guessgame.results import STOP_FLUSH, Store
 
@@ -214,7 +214,7 @@ class LiveServer:
     def _print_waits(self) -> None:
         """SIGUSR1: who waits on whom, then the flavour counts, on stderr."""
         try:
-            waitgraph.write_stderr(debugging.waits().text)
+            outputs.write_stderr(debugging.waits().text)
         except Exception:  # a diagnostic must never stop the server it diagnoses
             log.exception("cannot write the wait graph")
         self._print_stats()
@@ -225,8 +225,7 @@ class LiveServer:
                  *self.stats.table()]
         if self._results is not None:
             lines.append(self._results.status())
-        sys.stderr.write("".join(f"guessgame: {line}\n" for line in lines))
-        sys.stderr.flush()
+        outputs.write_stderr("".join(f"guessgame: {line}\n" for line in lines))
 
     def _flush_results(self) -> None:
         """Before a new generation takes over: every game ended so far is written."""

@@ -204,12 +204,3 @@ def paused(frames: list[FrameType]) -> bool:
             return True
     return False
 
-
-def write_stderr(text: str) -> None:
-    """To the process's stderr through its spool, which never blocks; to whatever
-    replaces sys.stderr (a test's capture) as is."""
-    if outputs.stderr_is_ours():
-        outputs.stderr().write(text.encode(errors="replace"))
-    else:
-        sys.stderr.write(text)
-        sys.stderr.flush()

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from guessgame.observe import debugging, stdlib_bridges, waitgraph
+from guessgame import outputs
+from guessgame.observe import debugging, stdlib_bridges
 
 
 class UsageError(ValueError):
@@ -166,7 +167,7 @@ def _print_waits(signum: int, frame: FrameType | None) -> None:
         while True:
             _Asked.again = False
             try:
-                waitgraph.write_stderr(debugging.waits().text)
+                outputs.write_stderr(debugging.waits().text)
             except Exception:  # a diagnostic must never stop the program it diagnoses
                 traceback.print_exc()
             if not _Asked.again:

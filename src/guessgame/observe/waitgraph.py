@@ -348,7 +348,3 @@ class StallWatch:
         self._stop.set()
         self._thread.join()
 
-
-def write_stderr(text: str) -> None:
-    sys.stderr.write(text)
-    sys.stderr.flush()
