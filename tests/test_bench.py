@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from guessgame import cli
-from guessgame.bench import report
+from guessgame.bench import command, report, runner
+from guessgame.config import Layers
 from peers import eventually
 from timing import UNIT
 
@@ -98,6 +99,15 @@ def test_bench_measures_the_results_store_beside_a_run_without_it(tmp_path: Path
     assert document["stages"] == {"all-async": ["connection", "session", "client", "server"]}
     [target] = [t for t in document["targets"] if t["target"].startswith("the results store")]
     assert target["met"] is None  # spoken to at 100 clients only
+
+
+def test_passes_alternate_which_twin_goes_first() -> None:
+    twins = [runner.Target("all-async", Layers(True, True, True, True)),
+             runner.Target("all-async" + report.NO_STORE_SUFFIX,
+                            Layers(True, True, True, True), results=False)]
+    orders = [[target.results for target in command.pass_order(twins, turn)]
+              for turn in range(4)]
+    assert orders == [[True, False], [False, True], [True, False], [False, True]]
 
 
 def test_the_store_cost_target_holds_at_every_stage_and_pattern() -> None:

@@ -4,6 +4,7 @@ that reads it, and the bridge async sessions reach it through."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import io
 import json
 import random
@@ -105,6 +106,15 @@ def test_a_new_file_gets_the_schema_and_utc_iso_times(store: results.Store,
     stamp = results.utc_now()
     assert stamp.endswith("+00:00") and "T" in stamp
     results.prepare(store_path)  # an existing results database is fine
+
+
+@pytest.mark.parametrize("seconds", [0.0, 1_765_000_000.0, 1_765_000_000.0005,
+                                     1_765_000_000.9994999, 1_765_000_000.9999996,
+                                     1_765_000_059.123456, 2_000_000_000.999])
+def test_times_read_as_datetime_writes_them(seconds: float) -> None:
+    written = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    assert results.utc_iso(seconds) == written.isoformat(timespec="milliseconds")
+    assert results.utc_iso(seconds) == results.utc_iso(seconds)  # and from the cache
 
 
 def test_games_are_written_in_one_transaction_per_flush_interval(

@@ -40,7 +40,6 @@ Policies:
 from __future__ import annotations
 
 import collections
-import datetime
 import logging
 import math
 import operator
@@ -122,7 +121,24 @@ class ResultsError(Exception):
 
 def utc_now() -> str:
     """The time as the store writes it: ISO 8601, UTC, to the millisecond."""
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+    return utc_iso(time.time())
+
+
+_second: tuple[int, str] = (0, "1970-01-01T00:00:00")  # the last second formatted
+
+
+def utc_iso(seconds: float) -> str:
+    """`seconds` since the epoch as `datetime.isoformat(timespec="milliseconds")` gives
+    it in UTC. Two for every game, on the loop's thread at async sessions: the seconds
+    are formatted once per second, and only the milliseconds each time."""
+    global _second
+    fraction, whole = math.modf(seconds)
+    micro = round(fraction * 1_000_000)  # as datetime rounds a float's fraction
+    second = int(whole) + micro // 1_000_000
+    cached = _second  # one tuple, swapped whole: any thread may call this
+    if cached[0] != second:
+        cached = _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{cached[1]}.{micro % 1_000_000 // 1000:03d}+00:00"
 
 
 def _connect(path: str, timeout: float = BUSY_TIMEOUT) -> sqlite3.Connection:

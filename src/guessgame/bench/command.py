@@ -156,6 +156,13 @@ def targets(args: argparse.Namespace, settings: Settings) -> list[Target]:
     return (runner.baselines(settings.switch_interval) if args.baselines else []) + found
 
 
+def pass_order(targets: list[Target], turn: int) -> list[Target]:
+    """The servers of pass `turn`: in order, then reversed, by turns. A server measured
+    just after another inherits its leftovers (sockets closing, caches, a CPU still
+    busy), so each of two twins goes first in half the passes."""
+    return targets if turn % 2 == 0 else targets[::-1]
+
+
 def stage_name(layers: Layers, settings: Settings) -> str:
     named = [name for name, value in settings.stages.items() if value == layers]
     # Not Layers.label: `async-server` is also the name of a stage with more layers.
@@ -269,7 +276,7 @@ def run_chosen(args: argparse.Namespace, settings: Settings) -> int:
                 load = Load(count, args.warmup, args.duration, arrival, pattern, args.windows)
                 passes: dict[str, list[dict[str, Any]]] = {t.name: [] for t in chosen}
                 for turn in range(args.passes):
-                    for target in chosen:
+                    for target in pass_order(chosen, turn):
                         progress(f"[{done() + 1}/{total}] {target.name} C={count} {pattern} "
                                  f"{arrival}, pass {turn + 1}/{args.passes} ...")
                         cell = _guarded(target, count, functools.partial(
