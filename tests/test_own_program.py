@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import janus
 import pytest
@@ -214,16 +215,27 @@ def test_run_exits_1_with_the_traceback_of_an_uncaught_exception(tmp_path: Path)
     assert "Traceback" in done.stderr and "ValueError: no" in done.stderr
 
 
-def test_sigusr1_names_the_blocked_thread_the_task_and_the_workers_function() -> None:
+@contextlib.contextmanager
+def run_with_pipes(program: str) -> Iterator[tuple[subprocess.Popen[str], IO[str], IO[str]]]:
+    """`guessgame run` on a plain program, its three streams pipes; killed on leaving
+    the block if it is still running."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "guessgame", "run", str(PROGRAMS / "deadlock.py")],
+        [sys.executable, "-m", "guessgame", "run", str(PROGRAMS / program)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert process.stdin is not None and process.stdout is not None
-    assert process.stderr is not None
+    assert process.stdout is not None and process.stderr is not None
     try:
-        assert process.stdout.readline() == "stuck: send a line to go on\n"
+        yield process, process.stdout, process.stderr
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_sigusr1_names_the_blocked_thread_the_task_and_the_workers_function() -> None:
+    with run_with_pipes("deadlock.py") as (process, stdout, stderr):
+        assert stdout.readline() == "stuck: send a line to go on\n"
         text = ""
-        lines = iter(process.stderr.readline, "")
+        lines = iter(stderr.readline, "")
         deadline = time.monotonic() + UNIT
         # A deadlock is named once its waits have lasted DEADLOCK_MIN_AGE: ask until it is.
         while time.monotonic() < deadline:
@@ -250,10 +262,6 @@ def test_sigusr1_names_the_blocked_thread_the_task_and_the_workers_function() ->
         assert re.search(f"thread producer: .*deadlock.py:"
                          f"{line_of('deadlock.py', 'filled = asyncio')} producer", text), text
         out, _ = process.communicate("go\n", timeout=2 * UNIT)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert process.returncode == 0
     assert out == "filled 4\ndrained [-1, 0, 1, 2, 3]\n"
 
@@ -262,22 +270,13 @@ def test_sigusr1_never_holds_the_programs_loop_on_a_stderr_nobody_reads() -> Non
     """Python runs the handler in the main thread, here the program's loop: the graph is
     handed to the stderr spool, which writes what the pipe takes and keeps the rest
     (bounded), so the loop ticks on while the pipe stays full."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "guessgame", "run", str(PROGRAMS / "ticking_loop.py")],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert process.stdin is not None and process.stdout is not None
-    assert process.stderr is not None
-    try:
-        fcntl.fcntl(process.stderr.fileno(), F_SETPIPE_SZ, 4096)  # filled by a few graphs
-        assert process.stdout.readline() == "tick 1\n"
+    with run_with_pipes("ticking_loop.py") as (process, stdout, stderr):
+        fcntl.fcntl(stderr.fileno(), F_SETPIPE_SZ, 4096)  # filled by a few graphs
+        assert stdout.readline() == "tick 1\n"
         for _ in range(20):  # far more than the pipe holds, never read meanwhile
             os.kill(process.pid, signal.SIGUSR1)
-            process.stdout.readline()  # the loop turned after the signal
+            stdout.readline()  # the loop turned after the signal
         out, err = process.communicate("stop\n", timeout=2 * UNIT)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert process.returncode == 0
     assert out.endswith("stopped\n")
     assert err.startswith("wait graph"), err[:200]
