@@ -156,10 +156,15 @@ def test_a_full_disk_keeps_the_games_buffered_until_there_is_room(
 # --- serve: stops, reloads, kills ----------------------------------------------------
 
 
-@pytest.mark.parametrize("stage", STAGES)
-def test_sigterm_leaves_exactly_the_games_played(tmp_path: Path, stage: str) -> None:
+# The last: a threaded server whose sessions a rollout made async, each of whose last
+# games waits on the loop's side when the server stops, as at the async-session stages.
+@pytest.mark.parametrize(("stage", "rollout"), [*((stage, None) for stage in STAGES),
+                                                ("all-threads", "{ session = 1.0 }")],
+                         ids=[*STAGES, "all-threads+rollout-session"])
+def test_sigterm_leaves_exactly_the_games_played(tmp_path: Path, stage: str,
+                                                 rollout: str | None) -> None:
     path = tmp_path / "r.sqlite3"
-    with live_serve(tmp_path / "g.toml", config_text(stage), "--results", str(path),
+    with live_serve(tmp_path / "g.toml", config_text(stage, rollout), "--results", str(path),
                     "--no-reports") as server:
         finished = clients(server.port, 3, 4)
         open_game = clients(server.port, 1, 1, leave_open=True)

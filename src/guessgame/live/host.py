@@ -79,10 +79,10 @@ class ServerHost:
             self._bridge.run_in_loop(self._stop_async())
         else:
             self._stop_threaded()
-            # Async sessions may leave their last games on the loop's side: one crossing
-            # waits for them, made whether or not any are left, so a trace is the same
-            # from run to run.
-            if self._recording is not None and self.settings.layers.session:
+            # Async sessions, the stage's or a rollout's, may leave their last games on
+            # the loop's side: one crossing waits for them, made whether or not any are
+            # left, so a trace is the same from run to run.
+            if self._recording is not None and self.settings.may_be_async("session"):
                 assert self._bridge is not None
                 self._bridge.run_in_loop(self._recording.crossed())
 
