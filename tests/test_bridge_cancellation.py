@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import re
 import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -337,6 +339,34 @@ def test_run_in_thread_carries_the_context_there_and_nothing_back(bridge: Bridge
     bridge.run_in_loop(caller())
 
 
+class SlowToEnd(threading.Thread):
+    """A thread that lingers after its target returns, as one waiting for the GIL does."""
+
+    def run(self) -> None:
+        super().run()
+        time.sleep(GIVE_UP)
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["result", "exception"])
+def test_run_in_new_thread_leaves_no_thread_once_awaited(
+        fails: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The outcome reaches the loop before the thread has ended: the await must not
+    return while the thread lives, or a reload leaves a thread behind."""
+    monkeypatch.setattr(bridge_module.threading, "Thread", SlowToEnd)
+
+    def call() -> str:
+        if fails:
+            raise LookupError("the call failed")
+        return "the call's result"
+
+    async def main() -> bool:
+        with contextlib.suppress(LookupError):
+            await run_in_new_thread(call, "slow to end")
+        return any(t.name == "slow to end" for t in threading.enumerate())
+
+    assert asyncio.run(main()) is False
+
+
 def test_a_janus_queue_carries_the_item_and_no_context() -> None:
     async def main() -> str:
         queue: janus.Queue[str] = janus.Queue(1)
@@ -352,7 +382,6 @@ def test_a_janus_queue_carries_the_item_and_no_context() -> None:
             await queue.aclose()
 
     assert asyncio.run(main()) == "the producer's, unset"
-    join_threads_named("producer")
 
 
 def test_threading_local_stays_in_its_thread(bridge: Bridge) -> None:

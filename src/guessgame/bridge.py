@@ -321,7 +321,7 @@ async def run_in_new_thread(fn: Callable[[], T], name: str) -> T:
     """Run blocking `fn()` in a thread of its own that ends with the call, and await it.
 
     For rare calls, such as stopping a threaded server during a reload, where a pooled
-    worker would stay behind after the call: once the call is done, no thread is left.
+    worker would stay behind after the call: once the await returns, no thread is left.
     `fn` runs in a copy of the caller's context; what it sets there does not come back.
 
     Cancellation: cancelling the awaiting task ends the await at once; the thread runs
@@ -357,12 +357,17 @@ async def run_in_new_thread(fn: Callable[[], T], name: str) -> T:
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(settle, result, error)
 
-    threading.Thread(target=run, name=name).start()
+    thread = threading.Thread(target=run, name=name)
+    thread.start()
     try:
         return await done
     finally:
         if seen is not None:
             crossing.returned(seen)
+        if done.done() and not done.cancelled():
+            # The thread handed its outcome over as its last step: joining it waits
+            # only for its return, and leaves the caller no thread behind.
+            thread.join()
 
 
 @contextlib.contextmanager
