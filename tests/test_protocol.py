@@ -73,7 +73,7 @@ def play(guesser: Guesser, *lines: str) -> list[protocol.Step]:
 def test_a_game_from_params_to_correct() -> None:
     guesser = Guesser(random.Random(3))
     started, number = play(guesser, "PARAMS 1 3", "NUMBER")
-    assert started == protocol.Step(event=GameStarted(1, 3))
+    assert started == protocol.Step(event=GameStarted(1, 3), game_guesses=0)
     guess = int(number.reply or "")
     assert guesser.state is State.GUESSED
     report = guesser.handle("REPORT CORRECT")
@@ -137,7 +137,8 @@ def test_the_judge_reports_in_its_vocabulary(vocabulary: Vocabulary, lines: list
 def test_an_empty_range_ends_the_game_without_a_reply(setup: tuple[str, ...], empty: str) -> None:
     guesser = Guesser(random.Random(6))
     play(guesser, *setup)
-    assert guesser.handle(empty) == protocol.Step(event=GameCleared())
+    cleared = guesser.handle(empty)
+    assert (cleared.reply, cleared.event, cleared.close) == (None, GameCleared(), False)
     assert guesser.state is State.IDLE
     assert guesser.handle("NUMBER").reply == f"ERROR {protocol.REFUSALS['NUMBER']}"
     assert guesser.handle("PARAMS 1 2").event == GameStarted(1, 2)

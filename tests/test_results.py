@@ -60,38 +60,52 @@ def store(store_path: str) -> Iterator[results.Store]:
 # --- the row: what a game is and how it ended ----------------------------------------
 
 
-def steps(keeper: Scorekeeper, *lines: str) -> list[Played]:
+def steps(keeper: Scorekeeper, *lines: str) -> tuple[list[Played], Guesser]:
+    """Feed the keeper what a session feeds it: the steps that may start or end a game."""
     guesser = Guesser(random.Random(1))
     ended = []
     for line in lines:
-        if (played := keeper.after(guesser.handle(line))) is not None:
+        step = guesser.handle(line)
+        if step.game_guesses is not None and (played := keeper.after(step)) is not None:
             ended.append(played)
-    return ended
+    return ended, guesser
 
 
 def test_a_game_ends_at_correct_or_new_params_and_counts_number_replies() -> None:
     keeper = Scorekeeper("p", "none", lambda: "t", lambda: False)
-    ended = steps(keeper, "PARAMS 1 1", "NUMBER", "REPORT CORRECT",  # one guess
-                  "NUMBER",  # refused: no game, no guess
-                  "PARAMS 1 9", "NUMBER", "REPORT WARMER", "NUMBER", "PARAMS 3 4",
-                  "NUMBER", "PARAMS 0 -1")
+    ended, guesser = steps(keeper, "PARAMS 1 1", "NUMBER", "REPORT CORRECT",  # one guess
+                           "NUMBER",  # refused: no game, no guess
+                           "PARAMS 1 9", "NUMBER", "REPORT WARMER", "NUMBER", "PARAMS 3 4",
+                           "NUMBER", "PARAMS 0 -1")
     assert [(g.lower, g.upper, g.guesses, g.outcome) for g in ended] == [
         (1, 1, 1, "CORRECT"), (1, 9, 2, "new-params"), (3, 4, 1, "new-params")]
-    assert keeper.session_ended(outcomes.LEFT) is None  # between games: no row
+    assert keeper.session_ended(outcomes.LEFT, guesser.guesses) is None  # between games
+
+
+def test_only_a_params_or_a_correct_may_start_or_end_a_game() -> None:
+    """The sessions skip the keeper on every other line: the core must mark each line
+    that may matter to it, and count the guesses that the skipped lines drew."""
+    guesser = Guesser(random.Random(1))
+    lines = ("PARAMS 1 9", "NUMBER", "REPORT WARMER", "NUMBER", "REPORT UNSURE", "NUMBER",
+             "NUMBER", "REPORT CORRECT", "PARAMS 0 -1", "PARAMS 1 3", "NUMBER", "PARAMS 1 3")
+    marked = [guesser.handle(line).game_guesses for line in lines]
+    # A NUMBER after a NUMBER draws again; a CORRECT does not start the count again.
+    assert marked == [0, None, None, None, None, None, None, 4, 4, 0, None, 1]
+    assert guesser.guesses == 0
 
 
 def test_the_end_of_a_session_ends_its_game_as_left_error_or_stopped() -> None:
     stopping = False
     for how, expected in ((outcomes.LEFT, "left"), (outcomes.ERROR, "error")):
         keeper = Scorekeeper("p", "none", lambda: "t", lambda: stopping)
-        steps(keeper, "PARAMS 1 5", "NUMBER")
-        ended = keeper.session_ended(how)
+        _, guesser = steps(keeper, "PARAMS 1 5", "NUMBER")
+        ended = keeper.session_ended(how, guesser.guesses)
         assert ended is not None and (ended.guesses, ended.outcome) == (1, expected)
     stopping = True
     keeper = Scorekeeper("p", "none", lambda: "t", lambda: stopping)
-    steps(keeper, "PARAMS 1 5")
-    assert keeper.session_ended(outcomes.LEFT) == Played("p", "none", 1, 5, 0, "stopped",
-                                                         "t", "t")
+    _, guesser = steps(keeper, "PARAMS 1 5")
+    assert keeper.session_ended(outcomes.LEFT, guesser.guesses) == Played(
+        "p", "none", 1, 5, 0, "stopped", "t", "t")
 
 
 # --- the store -----------------------------------------------------------------------

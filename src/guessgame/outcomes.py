@@ -11,8 +11,9 @@ A game starts with a PARAMS that opens a range, and ends at the first of:
 Its guesses are the NUMBER replies it drew. A PARAMS that opens no game (an empty
 range) and a peer that leaves between games make no row.
 
-Both session twins feed each Step to a `Scorekeeper` and record the row it hands back,
-so they cannot disagree on what a game was. Like protocol.py, this module reads no
+Both session twins feed a `Scorekeeper` each Step that may start or end a game (the
+core marks it, with the guesses it counted) and record the row it hands back, so they
+cannot disagree on what a game was. Like protocol.py, this module reads no
 clock: the time comes from the `now` it is given.
 """
 
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from guessgame.protocol import Decision, GameCleared, GameStarted, Reported, Step
+from guessgame.protocol import GameStarted, Reported, Step
 
 CORRECT: Final = "CORRECT"
 NEW_PARAMS: Final = "new-params"
@@ -58,33 +59,29 @@ class Scorekeeper:
         self._now = now
         self._stopping = stopping
         self._open: tuple[int, int, str] | None = None  # lower, upper, started_at
-        self._guesses = 0
 
     def after(self, step: Step) -> Played | None:
-        """The game the step ended, if it ended one."""
-        # Called for every line: the steps most lines make are tested first.
-        if step.guess is not None:
-            self._guesses += 1
-            return None
+        """The game the step ended, if it ended one. Only a step whose `game_guesses` is
+        set can start or end a game, so the sessions pass no other."""
+        guesses = step.game_guesses
+        assert guesses is not None, "a step that starts or ends no game"
         event = step.event
-        if type(event) is Reported:
-            return self._end(CORRECT) if event.decision is Decision.CORRECT else None
+        if type(event) is Reported:  # a CORRECT: the core sets game_guesses for no other
+            return self._end(CORRECT, guesses)
+        ended = self._end(NEW_PARAMS, guesses)
         if type(event) is GameStarted:
-            ended = self._end(NEW_PARAMS)
-            self._open, self._guesses = (event.lower, event.upper, self._now()), 0
-            return ended
-        if type(event) is GameCleared:
-            return self._end(NEW_PARAMS)
-        return None
+            self._open = (event.lower, event.upper, self._now())
+        return ended
 
-    def session_ended(self, how: str) -> Played | None:
-        """The game the session's end cut short, if one was in progress; `how` is LEFT
-        or ERROR, and STOPPED overrides it while the server stops."""
-        return self._end(STOPPED if self._stopping() else how)
+    def session_ended(self, how: str, guesses: int) -> Played | None:
+        """The game the session's end cut short, after `guesses` NUMBER replies, if one
+        was in progress; `how` is LEFT or ERROR, and STOPPED overrides it while the
+        server stops."""
+        return self._end(STOPPED if self._stopping() else how, guesses)
 
-    def _end(self, outcome: str) -> Played | None:
+    def _end(self, outcome: str, guesses: int) -> Played | None:
         if self._open is None:
             return None
         (lower, upper, started), self._open = self._open, None
-        return Played(self._peer, self._stage, lower, upper, self._guesses, outcome,
+        return Played(self._peer, self._stage, lower, upper, guesses, outcome,
                       started, self._now())

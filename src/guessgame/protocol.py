@@ -283,12 +283,16 @@ def describe(event: Event) -> str:
 class Step:
     """What the session must do after one line: send `reply`, record `event`, maybe close.
 
-    `guess` is the number a NUMBER drew, which `reply` carries."""
+    `guess` is the number a NUMBER drew, which `reply` carries. `game_guesses` is set
+    only on a line that may start or end a game (a PARAMS, a REPORT CORRECT): the NUMBER
+    replies since the previous PARAMS. No other line starts or ends a game, so a session
+    consults its results only when it is set."""
 
     reply: str | None = None
     event: Event | None = None
     close: bool = False
     guess: int | None = None
+    game_guesses: int | None = None
 
 
 class Draw:
@@ -339,6 +343,8 @@ class Guesser:
         self.state = State.IDLE
         self._draw: Draw | None = None
         self._last: int | None = None
+        self.guesses = 0
+        """NUMBER replies since the last PARAMS."""
 
     def handle(self, line: str) -> Step:
         try:
@@ -371,16 +377,22 @@ class Guesser:
             # An empty range: the book's client sends `PARAMS 0 -1` after every game to
             # clear it, and reads no reply. Any wider reversal means nothing: an ERROR.
             self._draw, self._last, self.state = None, None, State.IDLE
-            return Step(event=GameCleared())
+            return Step(event=GameCleared(), game_guesses=self._new_game())
         if lower > upper:
             raise ProtocolError(f"lower bound {lower} is greater than upper bound {upper}")
         self._draw, self._last, self.state = Draw(lower, upper, self._rng), None, State.READY
-        return Step(event=GameStarted(lower, upper))
+        return Step(event=GameStarted(lower, upper), game_guesses=self._new_game())
+
+    def _new_game(self) -> int:
+        """The guesses of the game that ends here; the count starts again."""
+        ended, self.guesses = self.guesses, 0
+        return ended
 
     def _number(self) -> Step:
         assert self._draw is not None  # ACCEPTS guarantees a game; not input validation
         self._last = self._draw.next()
         self.state = State.GUESSED
+        self.guesses += 1
         return Step(reply=str(self._last), guess=self._last)
 
     def _report(self, word: str) -> Step:
@@ -388,7 +400,10 @@ class Guesser:
         if decision is None:
             raise ProtocolError(f"unknown decision {word[:40]!r}")
         assert self._last is not None
-        self.state = State.IDLE if decision is Decision.CORRECT else State.READY
+        if decision is Decision.CORRECT:
+            self.state = State.IDLE
+            return Step(event=Reported(self._last, decision), game_guesses=self.guesses)
+        self.state = State.READY
         return Step(event=Reported(self._last, decision))
 
 

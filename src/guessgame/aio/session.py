@@ -50,7 +50,8 @@ class Session:
             how = outcomes.LEFT
             log.info("%s: %s", self._connection.peer, protocol.farewell(self._guesser, gone))
         finally:
-            if self._games is not None and (game := self._games.session_ended(how)):
+            if self._games is not None and (game := self._games.session_ended(
+                    how, self._guesser.guesses)):
                 # Shielded: a second cancel leaves the record to finish, not lost.
                 await asyncio.shield(self._record_last(game))
 
@@ -78,7 +79,8 @@ class Session:
                 trace.event("session", protocol.describe(step.event))
             if self._report is not None:
                 self._report(step.event)
-        if self._games is not None and (game := self._games.after(step)):
+        if step.game_guesses is not None and self._games is not None and (
+                game := self._games.after(step)):
             assert self._record is not None
             await self._record(game)
         if step.reply is not None:
