@@ -40,6 +40,7 @@ Policies:
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import math
 import operator
@@ -124,21 +125,18 @@ def utc_now() -> str:
     return utc_iso(time.time())
 
 
-_second: tuple[int, str] = (0, "1970-01-01T00:00:00")  # the last second formatted
-
-
 def utc_iso(seconds: float) -> str:
     """`seconds` since the epoch as `datetime.isoformat(timespec="milliseconds")` gives
     it in UTC. Two for every game, on the loop's thread at async sessions: the seconds
     are formatted once per second, and only the milliseconds each time."""
-    global _second
     fraction, whole = math.modf(seconds)
     micro = round(fraction * 1_000_000)  # as datetime rounds a float's fraction
-    second = int(whole) + micro // 1_000_000
-    cached = _second  # one tuple, swapped whole: any thread may call this
-    if cached[0] != second:
-        cached = _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-    return f"{cached[1]}.{micro % 1_000_000 // 1000:03d}+00:00"
+    return f"{_utc_second(int(whole) + micro // 1_000_000)}.{micro % 1_000_000 // 1000:03d}+00:00"
+
+
+@functools.lru_cache(maxsize=1)  # thread-safe: any thread may ask
+def _utc_second(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
 def _connect(path: str, timeout: float = BUSY_TIMEOUT) -> sqlite3.Connection:
