@@ -377,14 +377,15 @@ class Guesser:
             # An empty range: the book's client sends `PARAMS 0 -1` after every game to
             # clear it, and reads no reply. Any wider reversal means nothing: an ERROR.
             self._draw, self._last, self.state = None, None, State.IDLE
-            return Step(event=GameCleared(), game_guesses=self._new_game())
+            return Step(event=GameCleared(), game_guesses=self._restart_count())
         if lower > upper:
             raise ProtocolError(f"lower bound {lower} is greater than upper bound {upper}")
         self._draw, self._last, self.state = Draw(lower, upper, self._rng), None, State.READY
-        return Step(event=GameStarted(lower, upper), game_guesses=self._new_game())
+        return Step(event=GameStarted(lower, upper), game_guesses=self._restart_count())
 
-    def _new_game(self) -> int:
-        """The guesses of the game that ends here; the count starts again."""
+    def _restart_count(self) -> int:
+        """At a PARAMS: the guesses counted since the previous one, and the count back
+        to 0, whether this PARAMS opens a game or clears it."""
         ended, self.guesses = self.guesses, 0
         return ended
 
